@@ -1,0 +1,275 @@
+//! The Lockstep agent: everything both binaries share. It loads the configuration, resolves
+//! secrets, starts the hub on loopback for the signed-in clinician, and hands the shells a
+//! handle to present it.
+
+pub mod client;
+pub mod config;
+pub mod logging;
+pub mod paths;
+pub mod secrets;
+
+pub use config::{AppConfig, Config, ConfigError};
+
+use lockstep_fhircast::ScopeSet;
+use lockstep_fhircast::summary::ContextSummary;
+use lockstep_hub::{Authority, ClientRegistration, Engine, EngineEvent, HubState};
+use secrets::SecretStore;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "cannot listen on 127.0.0.1:{port}: {source} (is another Lockstep running? set [hub] port)"
+    )]
+    Bind { port: u16, source: std::io::Error },
+    #[error("app `{client_id}`: the keyring has no secret named `{key}`")]
+    MissingSecret { client_id: String, key: String },
+    #[error("app `{client_id}`: no client_secret or client_secret_key")]
+    NoSecret { client_id: String },
+    #[error("app `{client_id}`: {source}")]
+    Secret {
+        client_id: String,
+        source: secrets::SecretError,
+    },
+}
+
+pub struct Agent;
+
+impl Agent {
+    /// Starts the agent with secrets from the OS keyring.
+    pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
+        Self::start_with(config, Arc::new(secrets::KeyringStore)).await
+    }
+
+    /// Starts the agent: binds the hub on loopback, creates the clinician's topic and serves.
+    pub async fn start_with(
+        config: Config,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<AgentHandle, AgentError> {
+        let clients = {
+            let apps = config.apps.clone();
+            // Keyring calls block (D-Bus, Credential Manager): keep them off the runtime's threads.
+            tokio::task::spawn_blocking(move || resolve_clients(&apps, secrets.as_ref()))
+                .await
+                .map_err(|e| AgentError::Secret {
+                    client_id: String::new(),
+                    source: secrets::SecretError(e.to_string()),
+                })??
+        };
+        let settings = config.hub.clone();
+        let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port)))
+            .await
+            .map_err(|source| AgentError::Bind {
+                port: settings.port,
+                source,
+            })?;
+        let port = v4
+            .local_addr()
+            .map_err(|source| AgentError::Bind { port: 0, source })?
+            .port();
+        let mut listeners = vec![v4];
+        // ::1 on the same port where the machine has IPv6 loopback; not having it is no error.
+        match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+            Ok(v6) => listeners.push(v6),
+            Err(e) => tracing::debug!("not listening on [::1]:{port}: {e}"),
+        }
+
+        let engine = Engine::new(settings.clone());
+        let topic = engine.create_topic();
+        let authority = Arc::new(Authority::new(clients, settings.token_lifetime()));
+        let state = HubState::new(engine.clone(), authority, topic.clone(), port);
+        let hub_url = state.hub_url();
+
+        let (context_tx, context_rx) = watch::channel(None);
+        tokio::spawn(follow_context(engine.clone(), topic.clone(), context_tx));
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (ended_tx, ended_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let result = lockstep_hub::serve(listeners, state, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+            match result {
+                Ok(()) => tracing::info!("hub stopped"),
+                Err(e) => tracing::error!("hub stopped with an error: {e}"),
+            }
+            let _ = ended_tx.send(true);
+        });
+        tracing::info!(
+            "hub ready at {hub_url} ({} app(s) registered)",
+            config.apps.len()
+        );
+        Ok(AgentHandle {
+            inner: Arc::new(HandleInner {
+                hub_url,
+                port,
+                topic,
+                engine,
+                context: context_rx,
+                stop: Mutex::new(Some(stop_tx)),
+                ended: ended_rx,
+            }),
+        })
+    }
+}
+
+fn resolve_clients(
+    apps: &[AppConfig],
+    secrets: &dyn SecretStore,
+) -> Result<Vec<ClientRegistration>, AgentError> {
+    apps.iter()
+        .map(|app| {
+            let client_secret = match (&app.client_secret, &app.client_secret_key) {
+                (Some(secret), _) => secret.clone(),
+                (None, Some(key)) => secrets
+                    .get(key)
+                    .map_err(|source| AgentError::Secret {
+                        client_id: app.client_id.clone(),
+                        source,
+                    })?
+                    .ok_or_else(|| AgentError::MissingSecret {
+                        client_id: app.client_id.clone(),
+                        key: key.clone(),
+                    })?,
+                (None, None) => {
+                    return Err(AgentError::NoSecret {
+                        client_id: app.client_id.clone(),
+                    });
+                }
+            };
+            Ok(ClientRegistration {
+                client_id: app.client_id.clone(),
+                client_secret,
+                // Config::validate has parsed these already.
+                scopes: ScopeSet::from_iter_checked(app.scopes.iter().map(String::as_str))
+                    .unwrap_or_default(),
+                name: app.display_name().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Keeps the watch channel on the topic's current context.
+async fn follow_context(
+    engine: Engine,
+    topic: Arc<str>,
+    tx: watch::Sender<Option<ContextSummary>>,
+) {
+    let mut events = engine.listen();
+    loop {
+        match events.recv().await {
+            Ok(EngineEvent::ContextChanged { topic: t, .. }) if t == topic => {}
+            Ok(_) => continue,
+            // Missed events: the current context is read fresh below either way.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        let summary = engine.current_context_of(&topic).and_then(|c| c.summary);
+        tx.send_if_modified(|current| {
+            let changed = *current != summary;
+            *current = summary.clone();
+            changed
+        });
+    }
+}
+
+/// A running agent. Clones share it.
+#[derive(Clone)]
+pub struct AgentHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    hub_url: String,
+    port: u16,
+    topic: Arc<str>,
+    engine: Engine,
+    context: watch::Receiver<Option<ContextSummary>>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// Becomes true when the server has stopped, for whatever reason.
+    ended: watch::Receiver<bool>,
+}
+
+impl AgentHandle {
+    /// `hub.url`: where apps subscribe and publish.
+    pub fn hub_url(&self) -> String {
+        self.inner.hub_url.clone()
+    }
+
+    /// The port the hub listens on (useful when configured as 0).
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// The signed-in clinician's topic.
+    pub fn topic(&self) -> String {
+        self.inner.topic.to_string()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The current context's summary, updated on every change (no polling).
+    pub fn watch_context(&self) -> watch::Receiver<Option<ContextSummary>> {
+        self.inner.context.clone()
+    }
+
+    /// Stops the hub: every app gets a denial and its socket closed, then the server ends.
+    /// Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        self.stopped().await;
+    }
+
+    /// Resolves when the hub has stopped (after `shutdown`, or on its own if it failed).
+    pub async fn stopped(&self) {
+        let mut ended = self.inner.ended.clone();
+        // An error means the sender is gone, which only happens once the server task ended.
+        let _ = ended.wait_for(|e| *e).await;
+    }
+}
+
+/// Runs the agent in the foreground until SIGINT or SIGTERM (Ctrl-C or a service stop on
+/// Windows), then shuts it down cleanly.
+pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    let agent = Agent::start(config).await?;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = agent.stopped() => anyhow::bail!("the hub stopped unexpectedly"),
+    }
+    tracing::info!("stopping");
+    agent.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,943 @@
+//! The engine: every topic's subscriptions, open contexts and pending acknowledgements, and the
+//! one place where a context change is decided and fanned out.
+//!
+//! Each topic has its own lock; a publish takes it once, applies the change, and hands the one
+//! serialised frame (a reference-counted buffer) to each subscriber's bounded queue. Nothing on
+//! that path waits on a socket: a subscriber that cannot keep up is dropped with a SyncError
+//! rather than slowing the others. Time-based decisions (leases, unconnected endpoints,
+//! acknowledgement deadlines) are taken by one sweeper task.
+
+use crate::auth::TokenGrant;
+use crate::clock::now_iso;
+use crate::ids::{event_id, random_token};
+use crate::settings::HubSettings;
+use axum::extract::ws::Utf8Bytes;
+use lockstep_fhircast::event::SYNC_ERROR;
+use lockstep_fhircast::frames::{self, IssueCode, SyncErrorReport};
+use lockstep_fhircast::notification::{SubscriberReply, Versions};
+use lockstep_fhircast::summary::ContextSummary;
+use lockstep_fhircast::{Access, ContextChange, EventKind, EventSpec, Mode, SubscriptionRequest};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A frame ready for the socket; cloning it shares the buffer.
+pub type FrameText = Utf8Bytes;
+
+/// Frames a subscriber may have queued before it counts as too slow and is dropped.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// How long an endpoint waits for its WebSocket before it is withdrawn (or the lease, if shorter).
+pub const CONNECT_WINDOW: Duration = Duration::from_secs(120);
+/// How often the sweeper looks at leases, connect windows and acknowledgement deadlines.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// WebSocket close code used when the hub ends a subscription (RFC 6455: normal closure).
+pub const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close code for a subscriber dropped for a policy reason (too slow, unresponsive).
+pub const CLOSE_POLICY: u16 = 1008;
+
+type SubId = u64;
+
+/// How a subscriber is keeping up with the session, as the tray and history show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Subscribed, socket not yet connected.
+    Pending,
+    /// Connected, and every notification so far acknowledged with 2xx (or not yet due).
+    Following,
+    /// Answered a notification with a non-2xx status.
+    Refused { status: u16 },
+    /// Did not answer within the acknowledgement deadline, or could not keep up; unsubscribed.
+    Unresponsive,
+    /// The socket is gone (closed, lease expired or unsubscribed).
+    Gone,
+}
+
+/// A subscriber as listeners see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    pub topic: Arc<str>,
+    /// The name used in SyncErrors: `subscriber.name`, else the client's registered name.
+    pub name: String,
+    pub client_id: String,
+    pub events: String,
+}
+
+/// What listeners (tray, history, bridges, logs) are told.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// The hub accepted a context change and sent it out.
+    ContextChanged {
+        topic: Arc<str>,
+        event: &'static str,
+        event_id: String,
+        /// The registered name of the requesting client.
+        requester: String,
+        summary: Option<Box<ContextSummary>>,
+        /// The notification frame exactly as sent.
+        frame: FrameText,
+    },
+    /// A subscriber's link changed state.
+    Link {
+        subscriber: SubscriberInfo,
+        state: LinkState,
+        /// Plain words on why, when there is a reason worth showing.
+        detail: Option<String>,
+    },
+    /// The hub sent a SyncError (one it generated, or one a subscriber posted).
+    SyncError {
+        topic: Arc<str>,
+        about: String,
+        event_name: String,
+        diagnostics: String,
+    },
+}
+
+/// The current context of a topic (spec 2-9).
+#[derive(Debug, Clone)]
+pub struct CurrentContext {
+    /// The anchor's resource type, or `""` when no context is open.
+    pub context_type: &'static str,
+    pub version_id: String,
+    /// The context array of the open that set it, as received.
+    pub context: Arc<str>,
+    pub summary: Option<ContextSummary>,
+}
+
+impl CurrentContext {
+    /// The Get Current Context response body, with the context relayed verbatim.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"context.type\":{},\"context.versionId\":{},\"context\":{}}}",
+            json_str(self.context_type),
+            json_str(&self.version_id),
+            self.context
+        )
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Why a subscription request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// Unknown topic, or one the token is not bound to: answered alike, so that the hub is no
+    /// oracle for which topics exist.
+    #[error("unknown topic")]
+    UnknownTopic,
+    #[error("the token grants no read scope for any of the requested events")]
+    NoReadScope,
+    #[error("unknown hub.channel.endpoint for this topic")]
+    UnknownEndpoint,
+}
+
+/// Why a context change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("unknown topic")]
+    UnknownTopic,
+    #[error("the token has no fhircast/{0}.write scope")]
+    Forbidden(&'static str),
+}
+
+/// Why a WebSocket could not attach to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unknown or expired channel endpoint")]
+    UnknownEndpoint,
+    #[error("this channel endpoint already has a connected socket")]
+    AlreadyConnected,
+}
+
+/// What the socket task is told to do when the engine ends a subscription.
+#[derive(Debug)]
+pub struct CloseOrder {
+    /// The denial frame to send first, if any.
+    pub denial: Option<FrameText>,
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// A WebSocket attached to a subscription: the queue to drain and the order to stop.
+pub struct Connection {
+    pub endpoint: String,
+    pub frames: mpsc::Receiver<FrameText>,
+    pub close: oneshot::Receiver<CloseOrder>,
+}
+
+/// An accepted subscribe or unsubscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOutcome {
+    /// The endpoint token (the last path segment of `hub.channel.endpoint`).
+    pub endpoint: String,
+}
+
+struct Awaiting {
+    event_id: Arc<str>,
+    event_name: &'static str,
+    sent: Instant,
+}
+
+enum Link {
+    Pending {
+        deadline: Instant,
+    },
+    Connected {
+        frames: mpsc::Sender<FrameText>,
+        close: Option<oneshot::Sender<CloseOrder>>,
+        lease_deadline: Instant,
+        awaiting: VecDeque<Awaiting>,
+    },
+}
+
+struct Subscription {
+    endpoint: String,
+    info: SubscriberInfo,
+    events: Vec<&'static EventSpec>,
+    lease: Duration,
+    link: Link,
+    state: LinkState,
+}
+
+impl Subscription {
+    fn wants(&self, event: &'static EventSpec) -> bool {
+        self.events.iter().any(|e| std::ptr::eq(*e, event))
+    }
+}
+
+/// The latest open of one anchor type, kept for replay to new subscribers.
+struct OpenRecord {
+    anchor_type: &'static str,
+    anchor_id: String,
+    event: &'static EventSpec,
+    event_id: Arc<str>,
+    frame: FrameText,
+}
+
+struct Current {
+    context_type: &'static str,
+    anchor_id: String,
+    context: Arc<str>,
+    summary: ContextSummary,
+}
+
+struct TopicState {
+    subs: HashMap<SubId, Subscription>,
+    latest_open: Vec<OpenRecord>,
+    current: Option<Current>,
+    version: String,
+}
+
+struct Topic {
+    id: Arc<str>,
+    state: Mutex<TopicState>,
+}
+
+struct Inner {
+    settings: HubSettings,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// endpoint token → (topic, subscription)
+    endpoints: Mutex<HashMap<String, (Arc<Topic>, SubId)>>,
+    listeners: broadcast::Sender<EngineEvent>,
+    next_sub: AtomicU64,
+}
+
+/// The hub engine. Cheap to clone; all clones share the same state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Creates the engine and starts its sweeper on the current tokio runtime; the sweeper
+    /// ends when the last clone of the engine is dropped.
+    pub fn new(settings: HubSettings) -> Self {
+        let (listeners, _) = broadcast::channel(1024);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                settings,
+                topics: RwLock::new(HashMap::new()),
+                endpoints: Mutex::new(HashMap::new()),
+                listeners,
+                next_sub: AtomicU64::new(1),
+            }),
+        };
+        tokio::spawn(sweep(Arc::downgrade(&engine.inner)));
+        engine
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    /// Listens to what the engine decides (context changes, link states, SyncErrors).
+    pub fn listen(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.listeners.subscribe()
+    }
+
+    /// Creates a new session topic with an unguessable id.
+    pub fn create_topic(&self) -> Arc<str> {
+        let id: Arc<str> = random_token().into();
+        let topic = Arc::new(Topic {
+            id: id.clone(),
+            state: Mutex::new(TopicState {
+                subs: HashMap::new(),
+                latest_open: Vec::new(),
+                current: None,
+                version: event_id(),
+            }),
+        });
+        self.inner.topics.write().insert(id.clone(), topic);
+        id
+    }
+
+    fn topic_for(&self, grant: &TokenGrant, topic: &str) -> Option<Arc<Topic>> {
+        if *grant.topic != *topic {
+            return None;
+        }
+        self.inner.topics.read().get(topic).cloned()
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // No listener is not an error: the headless agent may run without one.
+        let _ = self.inner.listeners.send(event);
+    }
+
+    /// Subscribes, re-subscribes or unsubscribes (spec 2-4).
+    pub fn subscribe(
+        &self,
+        grant: &TokenGrant,
+        req: SubscriptionRequest,
+    ) -> Result<SubscribeOutcome, SubscribeError> {
+        let topic = self
+            .topic_for(grant, &req.topic)
+            .ok_or(SubscribeError::UnknownTopic)?;
+        match req.mode {
+            Mode::Subscribe => self.add_subscription(grant, &topic, req),
+            Mode::Unsubscribe => {
+                let endpoint = req.channel_endpoint.unwrap_or_default();
+                let mut state = topic.state.lock();
+                let id = self
+                    .lookup_endpoint(&topic, &endpoint)
+                    .ok_or(SubscribeError::UnknownEndpoint)?;
+                self.end_subscription(
+                    &topic,
+                    &mut state,
+                    id,
+                    LinkState::Gone,
+                    Some("unsubscribed"),
+                    CLOSE_NORMAL,
+                );
+                Ok(SubscribeOutcome { endpoint })
+            }
+        }
+    }
+
+    fn lookup_endpoint(&self, topic: &Arc<Topic>, endpoint: &str) -> Option<SubId> {
+        let endpoints = self.inner.endpoints.lock();
+        let (owner, id) = endpoints.get(endpoint)?;
+        Arc::ptr_eq(owner, topic).then_some(*id)
+    }
+
+    fn add_subscription(
+        &self,
+        grant: &TokenGrant,
+        topic: &Arc<Topic>,
+        req: SubscriptionRequest,
+    ) -> Result<SubscribeOutcome, SubscribeError> {
+        // Events the token may not read are left out of the grant (checklist 23).
+        let events: Vec<&'static EventSpec> = req
+            .events
+            .iter()
+            .copied()
+            .filter(|e| grant.scopes.allows(e.name, Access::Read))
+            .collect();
+        if events.is_empty() {
+            return Err(SubscribeError::NoReadScope);
+        }
+        let settings = &self.inner.settings;
+        let asked = req.lease_seconds.unwrap_or(settings.lease_seconds_default);
+        // A lease never outlives the token that asked for it (spec 2-4).
+        let lease =
+            Duration::from_secs(asked.min(settings.lease_seconds_max)).min(grant.remaining());
+        let name = req
+            .subscriber_name
+            .clone()
+            .unwrap_or_else(|| grant.client_name.clone());
+        let mut state = topic.state.lock();
+
+        if let Some(endpoint) = req.channel_endpoint {
+            // Re-subscription replaces the event set and lease of the (topic, endpoint) pair.
+            let id = self
+                .lookup_endpoint(topic, &endpoint)
+                .ok_or(SubscribeError::UnknownEndpoint)?;
+            let sub = state
+                .subs
+                .get_mut(&id)
+                .ok_or(SubscribeError::UnknownEndpoint)?;
+            sub.events = events;
+            sub.lease = lease;
+            sub.info.name = name;
+            sub.info.events = frames_events(&sub.events);
+            match &mut sub.link {
+                Link::Pending { .. } => {}
+                Link::Connected {
+                    frames,
+                    lease_deadline,
+                    ..
+                } => {
+                    *lease_deadline = Instant::now() + lease;
+                    let confirmation =
+                        frames::confirmation(&topic.id, &sub.events, lease.as_secs());
+                    let _ = frames.try_send(confirmation.into());
+                }
+            }
+            return Ok(SubscribeOutcome { endpoint });
+        }
+
+        let endpoint = random_token();
+        let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
+        let info = SubscriberInfo {
+            topic: topic.id.clone(),
+            name,
+            client_id: grant.client_id.clone(),
+            events: frames_events(&events),
+        };
+        state.subs.insert(
+            id,
+            Subscription {
+                endpoint: endpoint.clone(),
+                info: info.clone(),
+                events,
+                lease,
+                link: Link::Pending {
+                    deadline: Instant::now() + CONNECT_WINDOW.min(lease),
+                },
+                state: LinkState::Pending,
+            },
+        );
+        self.inner
+            .endpoints
+            .lock()
+            .insert(endpoint.clone(), (topic.clone(), id));
+        drop(state);
+        self.emit(EngineEvent::Link {
+            subscriber: info,
+            state: LinkState::Pending,
+            detail: None,
+        });
+        Ok(SubscribeOutcome { endpoint })
+    }
+
+    /// Attaches a WebSocket to a subscribed endpoint: queues the confirmation, then the replay
+    /// of the latest unclosed open of each anchor type the subscriber wants (spec 2-4).
+    pub fn connect(&self, endpoint: &str) -> Result<Connection, ConnectError> {
+        let (topic, id) = self
+            .inner
+            .endpoints
+            .lock()
+            .get(endpoint)
+            .cloned()
+            .ok_or(ConnectError::UnknownEndpoint)?;
+        let mut state = topic.state.lock();
+        let TopicState {
+            subs, latest_open, ..
+        } = &mut *state;
+        let sub = subs.get_mut(&id).ok_or(ConnectError::UnknownEndpoint)?;
+        if matches!(sub.link, Link::Connected { .. }) {
+            return Err(ConnectError::AlreadyConnected);
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let (close_tx, close_rx) = oneshot::channel();
+        // The queue is fresh and far larger than one confirmation plus a handful of replays.
+        let _ =
+            tx.try_send(frames::confirmation(&topic.id, &sub.events, sub.lease.as_secs()).into());
+        let mut awaiting = VecDeque::new();
+        for open in latest_open.iter().filter(|o| sub.wants(o.event)) {
+            let _ = tx.try_send(open.frame.clone());
+            awaiting.push_back(Awaiting {
+                event_id: open.event_id.clone(),
+                event_name: open.event.name,
+                sent: Instant::now(),
+            });
+        }
+        sub.link = Link::Connected {
+            frames: tx,
+            close: Some(close_tx),
+            lease_deadline: Instant::now() + sub.lease,
+            awaiting,
+        };
+        sub.state = LinkState::Following;
+        let info = sub.info.clone();
+        drop(state);
+        self.emit(EngineEvent::Link {
+            subscriber: info,
+            state: LinkState::Following,
+            detail: None,
+        });
+        Ok(Connection {
+            endpoint: endpoint.to_owned(),
+            frames: rx,
+            close: close_rx,
+        })
+    }
+
+    /// Applies a validated context change and fans it out (spec 2-6).
+    pub fn publish(&self, grant: &TokenGrant, change: ContextChange) -> Result<(), PublishError> {
+        let topic = self
+            .topic_for(grant, &change.topic)
+            .ok_or(PublishError::UnknownTopic)?;
+        if !grant.scopes.allows(change.event.name, Access::Write) {
+            return Err(PublishError::Forbidden(change.event.name));
+        }
+        let event = change.event;
+        let mut state = topic.state.lock();
+        let frame: FrameText = change.frame(Versions::default()).into();
+        let summary = apply(&mut state, &change, &frame);
+        let event_id: Arc<str> = change.id.as_str().into();
+        // A posted SyncError goes to the *other* SyncError subscribers (spec 2-5).
+        let exclude_client = (event.name == SYNC_ERROR).then_some(grant.client_id.as_str());
+        let now = Instant::now();
+        let mut overflowed = Vec::new();
+        for (id, sub) in state.subs.iter_mut() {
+            if !sub.wants(event) || exclude_client == Some(sub.info.client_id.as_str()) {
+                continue;
+            }
+            if let Link::Connected {
+                frames, awaiting, ..
+            } = &mut sub.link
+            {
+                match frames.try_send(frame.clone()) {
+                    Ok(()) => awaiting.push_back(Awaiting {
+                        event_id: event_id.clone(),
+                        event_name: event.name,
+                        sent: now,
+                    }),
+                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(*id),
+                    // The socket task is gone; its own close report removes the subscription.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        for id in overflowed {
+            self.fail_subscriber(
+                &topic,
+                &mut state,
+                id,
+                &change.id,
+                event.name,
+                "did not keep up with notifications (its queue is full) and was unsubscribed",
+            );
+        }
+        drop(state);
+        if event.name == SYNC_ERROR {
+            self.emit(EngineEvent::SyncError {
+                topic: topic.id.clone(),
+                about: grant.client_name.clone(),
+                event_name: event.name.to_owned(),
+                diagnostics: sync_error_diagnostics(&change).unwrap_or_default(),
+            });
+        }
+        self.emit(EngineEvent::ContextChanged {
+            topic: topic.id.clone(),
+            event: event.name,
+            event_id: change.id,
+            requester: grant.client_name.clone(),
+            summary: summary.map(Box::new),
+            frame,
+        });
+        Ok(())
+    }
+
+    /// The current context of a topic, for a token bound to it.
+    pub fn current_context(&self, grant: &TokenGrant, topic: &str) -> Option<CurrentContext> {
+        let topic = self.topic_for(grant, topic)?;
+        Some(current_of(&topic.state.lock()))
+    }
+
+    /// The current context of a topic, for the agent itself (tray, history).
+    pub fn current_context_of(&self, topic: &str) -> Option<CurrentContext> {
+        let topic = self.inner.topics.read().get(topic).cloned()?;
+        Some(current_of(&topic.state.lock()))
+    }
+
+    /// Handles a text frame a subscriber sent: its `{id, status}` reply to a notification.
+    pub fn reply(&self, endpoint: &str, text: &str) {
+        let Some(reply) = SubscriberReply::parse(text) else {
+            tracing::debug!("ignoring a subscriber frame that is not an {{id, status}} reply");
+            return;
+        };
+        let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {
+            return;
+        };
+        let mut state = topic.state.lock();
+        let Some(sub) = state.subs.get_mut(&id) else {
+            return;
+        };
+        let Link::Connected { awaiting, .. } = &mut sub.link else {
+            return;
+        };
+        let Some(pos) = awaiting.iter().position(|a| *a.event_id == *reply.id) else {
+            return;
+        };
+        let answered = awaiting.remove(pos).map(|a| a.event_name).unwrap_or("");
+        match reply.status {
+            // No status (`@medplum/core`) means received; any 2xx is success (spec 2-5).
+            None | Some(200..=299) => {
+                if sub.state != LinkState::Following {
+                    sub.state = LinkState::Following;
+                    let info = sub.info.clone();
+                    drop(state);
+                    self.emit(EngineEvent::Link {
+                        subscriber: info,
+                        state: LinkState::Following,
+                        detail: None,
+                    });
+                }
+            }
+            Some(status) => {
+                sub.state = LinkState::Refused { status };
+                let info = sub.info.clone();
+                let diagnostics = match status {
+                    409 => format!("{} refused to follow {answered} (status 409)", info.name),
+                    400..=499 => format!("{} refused {answered} (status {status})", info.name),
+                    _ => format!(
+                        "{answered} was not delivered to {}: status {status}",
+                        info.name
+                    ),
+                };
+                self.send_sync_error(
+                    &topic,
+                    &mut state,
+                    Some(id),
+                    &reply.id,
+                    answered,
+                    &info.name,
+                    &diagnostics,
+                );
+                drop(state);
+                self.emit(EngineEvent::Link {
+                    subscriber: info,
+                    state: LinkState::Refused { status },
+                    detail: Some(diagnostics),
+                });
+            }
+        }
+    }
+
+    /// The socket of an endpoint closed; `code` is the close code it sent, `None` when the
+    /// connection broke without a close frame.
+    pub fn socket_closed(&self, endpoint: &str, code: Option<u16>) {
+        let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {
+            return;
+        };
+        let mut state = topic.state.lock();
+        let Some(sub) = state.subs.get(&id) else {
+            return;
+        };
+        // Closing with 1000/1001 is a normal goodbye; anything else is worth a SyncError (spec 2-5).
+        if !matches!(code, Some(1000 | 1001)) {
+            let name = sub.info.name.clone();
+            let how = match code {
+                Some(code) => format!("closed its connection abnormally (code {code})"),
+                None => "lost its connection without closing it".to_owned(),
+            };
+            let diagnostics = format!("{name} {how}");
+            self.send_sync_error(&topic, &mut state, Some(id), "", "", &name, &diagnostics);
+        }
+        self.end_subscription(&topic, &mut state, id, LinkState::Gone, None, CLOSE_NORMAL);
+    }
+
+    /// Removes a subscription: burns its endpoint, tells its socket to send a denial (when a
+    /// reason is given) and close, and tells listeners.
+    fn end_subscription(
+        &self,
+        topic: &Topic,
+        state: &mut TopicState,
+        id: SubId,
+        final_state: LinkState,
+        denial_reason: Option<&'static str>,
+        code: u16,
+    ) {
+        let Some(mut sub) = state.subs.remove(&id) else {
+            return;
+        };
+        self.inner.endpoints.lock().remove(&sub.endpoint);
+        if let Link::Connected { close, .. } = &mut sub.link
+            && let Some(close) = close.take()
+        {
+            let denial =
+                denial_reason.map(|r| frames::denial(&topic.id, &sub.events, Some(r)).into());
+            let _ = close.send(CloseOrder {
+                denial,
+                code,
+                reason: denial_reason.unwrap_or(""),
+            });
+        }
+        self.emit(EngineEvent::Link {
+            subscriber: sub.info,
+            state: final_state,
+            detail: denial_reason.map(str::to_owned),
+        });
+    }
+
+    /// A subscriber failed in a way that ends its subscription: SyncError to the others, then
+    /// unsubscribe it (spec 2-5: an unresponsive subscriber SHALL be unsubscribed).
+    fn fail_subscriber(
+        &self,
+        topic: &Topic,
+        state: &mut TopicState,
+        id: SubId,
+        event_id: &str,
+        event_name: &str,
+        why: &'static str,
+    ) {
+        let Some(name) = state.subs.get(&id).map(|s| s.info.name.clone()) else {
+            return;
+        };
+        let diagnostics = format!("{name} {why}");
+        self.send_sync_error(
+            topic,
+            state,
+            Some(id),
+            event_id,
+            event_name,
+            &name,
+            &diagnostics,
+        );
+        self.end_subscription(
+            topic,
+            state,
+            id,
+            LinkState::Unresponsive,
+            Some(why),
+            CLOSE_POLICY,
+        );
+    }
+
+    /// Sends a hub-generated SyncError to every SyncError subscriber of the topic except the
+    /// subscriber it is about.
+    #[allow(clippy::too_many_arguments)]
+    fn send_sync_error(
+        &self,
+        topic: &Topic,
+        state: &mut TopicState,
+        about: Option<SubId>,
+        event_id: &str,
+        event_name: &str,
+        subscriber_name: &str,
+        diagnostics: &str,
+    ) {
+        let report = SyncErrorReport {
+            event_id,
+            event_name,
+            subscriber_name,
+            diagnostics,
+            code: IssueCode::Processing,
+        };
+        let frame: FrameText = report
+            .notification(&topic.id, &crate::ids::event_id(), &now_iso())
+            .into();
+        let sync_error = EventSpec::lookup(SYNC_ERROR);
+        for (id, sub) in state.subs.iter_mut() {
+            if Some(*id) == about || !sync_error.is_some_and(|e| sub.wants(e)) {
+                continue;
+            }
+            if let Link::Connected { frames, .. } = &sub.link {
+                // A SyncError about a full queue must not recurse into another one.
+                let _ = frames.try_send(frame.clone());
+            }
+        }
+        tracing::warn!(topic = %short(&topic.id), "SyncError: {diagnostics}");
+        self.emit(EngineEvent::SyncError {
+            topic: topic.id.clone(),
+            about: subscriber_name.to_owned(),
+            event_name: event_name.to_owned(),
+            diagnostics: diagnostics.to_owned(),
+        });
+    }
+
+    /// One pass of the sweeper over every topic.
+    fn sweep_once(&self) {
+        let now = Instant::now();
+        let ack_timeout = self.inner.settings.ack_timeout();
+        let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
+        for topic in topics {
+            let mut state = topic.state.lock();
+            let mut expired = Vec::new();
+            let mut unresponsive = Vec::new();
+            let mut never_connected = Vec::new();
+            for (id, sub) in &state.subs {
+                match &sub.link {
+                    Link::Pending { deadline } if now >= *deadline => never_connected.push(*id),
+                    Link::Pending { .. } => {}
+                    Link::Connected {
+                        lease_deadline,
+                        awaiting,
+                        ..
+                    } => {
+                        if now >= *lease_deadline {
+                            expired.push(*id);
+                        } else if let Some(oldest) = awaiting.front()
+                            && now.duration_since(oldest.sent) >= ack_timeout
+                        {
+                            unresponsive.push((*id, oldest.event_id.clone(), oldest.event_name));
+                        }
+                    }
+                }
+            }
+            for id in never_connected {
+                self.end_subscription(&topic, &mut state, id, LinkState::Gone, None, CLOSE_NORMAL);
+            }
+            for id in expired {
+                self.end_subscription(
+                    &topic,
+                    &mut state,
+                    id,
+                    LinkState::Gone,
+                    Some("lease expired"),
+                    CLOSE_NORMAL,
+                );
+            }
+            for (id, event_id, event_name) in unresponsive {
+                self.fail_subscriber(
+                    &topic,
+                    &mut state,
+                    id,
+                    &event_id,
+                    event_name,
+                    "did not acknowledge a notification in time and was unsubscribed",
+                );
+            }
+        }
+    }
+
+    /// Ends every subscription (the hub is stopping): each socket gets a denial and a close.
+    pub fn close_all(&self, reason: &'static str) {
+        let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
+        for topic in topics {
+            let mut state = topic.state.lock();
+            let ids: Vec<SubId> = state.subs.keys().copied().collect();
+            for id in ids {
+                self.end_subscription(&topic, &mut state, id, LinkState::Gone, Some(reason), 1001);
+            }
+        }
+    }
+
+    /// Link states of a topic's subscribers, for the UI.
+    pub fn subscribers(&self, topic: &str) -> Vec<(SubscriberInfo, LinkState)> {
+        let Some(topic) = self.inner.topics.read().get(topic).cloned() else {
+            return Vec::new();
+        };
+        let state = topic.state.lock();
+        state
+            .subs
+            .values()
+            .map(|s| (s.info.clone(), s.state.clone()))
+            .collect()
+    }
+}
+
+/// Applies a change to the topic's open contexts; returns the display summary of an open.
+fn apply(
+    state: &mut TopicState,
+    change: &ContextChange,
+    frame: &FrameText,
+) -> Option<ContextSummary> {
+    let event = change.event;
+    match event.kind {
+        EventKind::Open => {
+            let anchor_type = event.anchor?;
+            let anchor_id = change.anchor_id()?.to_owned();
+            let summary = ContextSummary::from_entries(event.name, &change.entries);
+            state.latest_open.retain(|o| o.anchor_type != anchor_type);
+            state.latest_open.push(OpenRecord {
+                anchor_type,
+                anchor_id: anchor_id.clone(),
+                event,
+                event_id: change.id.as_str().into(),
+                frame: frame.clone(),
+            });
+            state.current = Some(Current {
+                context_type: anchor_type,
+                anchor_id,
+                context: change.context.get().into(),
+                summary: summary.clone(),
+            });
+            state.version = event_id();
+            Some(summary)
+        }
+        EventKind::Close => {
+            let anchor_type = event.anchor?;
+            let anchor_id = change.anchor_id()?;
+            // Only the open it names is closed; an earlier context is not restored (multi-tab
+            // rule, spec 4-2-2), and a close naming nothing open is relayed but changes nothing.
+            state
+                .latest_open
+                .retain(|o| !(o.anchor_type == anchor_type && o.anchor_id == anchor_id));
+            if state
+                .current
+                .as_ref()
+                .is_some_and(|c| c.context_type == anchor_type && c.anchor_id == anchor_id)
+            {
+                state.current = None;
+                state.version = event_id();
+            }
+            None
+        }
+        EventKind::Infrastructure if event.name == "UserLogout" => {
+            // A logged-out session must not hand its last patient to the next app that joins.
+            state.latest_open.clear();
+            state.current = None;
+            state.version = event_id();
+            None
+        }
+        EventKind::Infrastructure | EventKind::Update | EventKind::Select => None,
+    }
+}
+
+fn current_of(state: &TopicState) -> CurrentContext {
+    match &state.current {
+        Some(c) => CurrentContext {
+            context_type: c.context_type,
+            version_id: state.version.clone(),
+            context: c.context.clone(),
+            summary: Some(c.summary.clone()),
+        },
+        None => CurrentContext {
+            context_type: "",
+            version_id: state.version.clone(),
+            context: "[]".into(),
+            summary: None,
+        },
+    }
+}
+
+fn frames_events(events: &[&'static EventSpec]) -> String {
+    lockstep_fhircast::subscription::join_events(events)
+}
+
+fn sync_error_diagnostics(change: &ContextChange) -> Option<String> {
+    let outcome = change.entry("operationoutcome")?.resource()?;
+    let issue = outcome.get("issue")?.get(0)?;
+    issue.get("diagnostics")?.as_str().map(str::to_owned)
+}
+
+/// The first characters of a topic, enough to tell topics apart in logs without leaking one.
+fn short(topic: &str) -> &str {
+    topic.get(..6).unwrap_or(topic)
+}
+
+async fn sweep(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        Engine { inner }.sweep_once();
+    }
+}

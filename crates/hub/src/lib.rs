@@ -1,0 +1,18 @@
+//! The Lockstep FHIRcast hub: the engine that owns every topic's state, the local SMART
+//! authorization server, and the HTTP + WebSocket server in front of them.
+//!
+//! A context change travels one way: request → validation → [`Engine`] (the single place that
+//! decides) → fan-out to subscribers and to listeners (tray, history, bridges).
+
+pub mod auth;
+pub mod engine;
+pub mod server;
+pub mod settings;
+
+mod clock;
+mod ids;
+
+pub use auth::{Authority, ClientRegistration, TokenGrant};
+pub use engine::{CurrentContext, Engine, EngineEvent, LinkState};
+pub use server::{HubState, router, serve};
+pub use settings::HubSettings;

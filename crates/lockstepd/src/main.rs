@@ -1,0 +1,186 @@
+//! `lockstepd`: the Lockstep agent without a GUI, and the verbs site IT uses to check a
+//! configuration and to exercise a running hub from a terminal.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lockstep_agent::client::HubClient;
+use lockstep_agent::{Config, config::ConfigSources};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "lockstepd",
+    version,
+    about = "Lockstep headless agent: a FHIRcast hub on loopback for the signed-in clinician"
+)]
+struct Cli {
+    /// Configuration file (default: the user's config.toml, over the machine file).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set hub.port=5000` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct AppCredentials {
+    /// The registered app to act as.
+    #[arg(long, env = "LOCKSTEP_CLIENT_ID")]
+    client_id: String,
+    /// Its secret.
+    #[arg(long, env = "LOCKSTEP_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// Server origin (default: http://127.0.0.1:<configured port>).
+    #[arg(long, value_name = "URL")]
+    hub: Option<String>,
+    /// Narrow the token to these scopes (space-separated).
+    #[arg(long)]
+    scope: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent in the foreground (the default).
+    Run,
+    /// Check the layered configuration and print it, secrets redacted.
+    CheckConfig,
+    /// Get an access token from the running hub, as an app would; prints the token response.
+    Token(AppCredentials),
+    /// Publish an event to the running hub, e.g. `send Patient-open --context @patient.json`.
+    Send {
+        #[command(flatten)]
+        app: AppCredentials,
+        /// The event name, e.g. Patient-open.
+        event: String,
+        /// The context array as JSON, or @FILE to read it from a file.
+        #[arg(long, default_value = "[]")]
+        context: String,
+    },
+    /// Subscribe and print every notification as one JSON line, acknowledging each with 200.
+    Tail {
+        #[command(flatten)]
+        app: AppCredentials,
+        /// Comma-separated events.
+        #[arg(
+            long,
+            default_value = "Patient-open,Patient-close,ImagingStudy-open,ImagingStudy-close,SyncError"
+        )]
+        events: String,
+        /// Stop after this many notifications.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Print the current context of the session.
+    Context(AppCredentials),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load_from(&ConfigSources::standard(
+        cli.config.as_deref(),
+        cli.overrides.clone(),
+    )) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lockstepd: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    lockstep_agent::logging::init(&config.log.level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lockstepd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command.unwrap_or(Command::Run), config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockstepd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run => lockstep_agent::run_until_signal(config).await,
+        Command::CheckConfig => {
+            print!("{}", config.to_redacted_toml());
+            eprintln!("lockstepd: configuration is valid");
+            Ok(())
+        }
+        Command::Token(app) => {
+            let client = sign_in(&app, &config).await?;
+            let out = serde_json::json!({ "hub.url": client.hub_url, "hub.topic": client.topic, "scope": client.scope });
+            println!("{out}");
+            Ok(())
+        }
+        Command::Send {
+            app,
+            event,
+            context,
+        } => {
+            let context = read_context(&context)?;
+            let client = sign_in(&app, &config).await?;
+            let id = client.publish(&event, context).await?;
+            eprintln!("lockstepd: {event} accepted (id {id})");
+            Ok(())
+        }
+        Command::Tail { app, events, count } => {
+            let client = sign_in(&app, &config).await?;
+            let mut subscription = client.subscribe(&events, Some("lockstepd tail")).await?;
+            println!("{}", subscription.confirmation);
+            let mut seen = 0;
+            while let Some(frame) = subscription.next_frame().await? {
+                println!("{frame}");
+                if let Some(id) = frame.get("id").and_then(|i| i.as_str()) {
+                    let id = id.to_owned();
+                    subscription.acknowledge(&id, 200).await?;
+                    seen += 1;
+                }
+                if count.is_some_and(|c| seen >= c) {
+                    subscription.close().await?;
+                    return Ok(());
+                }
+            }
+            bail!("the hub closed the subscription")
+        }
+        Command::Context(app) => {
+            let client = sign_in(&app, &config).await?;
+            println!("{}", client.current_context().await?);
+            Ok(())
+        }
+    }
+}
+
+async fn sign_in(app: &AppCredentials, config: &Config) -> anyhow::Result<HubClient> {
+    let origin = app
+        .hub
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.hub.port));
+    HubClient::sign_in(
+        &origin,
+        &app.client_id,
+        &app.client_secret,
+        app.scope.as_deref(),
+    )
+    .await
+    .with_context(|| format!("signing in to {origin} as `{}`", app.client_id))
+}
+
+fn read_context(arg: &str) -> anyhow::Result<serde_json::Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => arg.to_owned(),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).context("the context is not valid JSON")?;
+    if !value.is_array() {
+        bail!("the context must be a JSON array of {{\"key\": ..., \"resource\": ...}} entries");
+    }
+    Ok(value)
+}

@@ -121,7 +121,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // The first statement that reads the header: a non-SQLite file fails here, untouched.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(mode, "the store could not switch to WAL; writes will block readers");
+        tracing::warn!(
+            mode,
+            "the store could not switch to WAL; writes will block readers"
+        );
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Keeps the -wal file from staying at its high-water mark after a burst.

@@ -9,14 +9,16 @@
 
 use crate::auth::TokenGrant;
 use crate::clock::now_iso;
-use crate::ids::{event_id, random_token};
+pub use crate::contexts::CurrentContext;
+use crate::contexts::{ContextRefusal, TopicContexts};
+use crate::ids::{self, random_token};
 use crate::settings::HubSettings;
 use axum::extract::ws::Utf8Bytes;
 use lockstep_fhircast::event::SYNC_ERROR;
 use lockstep_fhircast::frames::{self, IssueCode, SyncErrorReport};
-use lockstep_fhircast::notification::{SubscriberReply, Versions};
+use lockstep_fhircast::notification::SubscriberReply;
 use lockstep_fhircast::summary::ContextSummary;
-use lockstep_fhircast::{Access, ContextChange, EventKind, EventSpec, Mode, SubscriptionRequest};
+use lockstep_fhircast::{Access, ContextChange, EventSpec, Mode, SubscriptionRequest};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,33 +97,6 @@ pub enum EngineEvent {
     },
 }
 
-/// The current context of a topic (spec 2-9).
-#[derive(Debug, Clone)]
-pub struct CurrentContext {
-    /// The anchor's resource type, or `""` when no context is open.
-    pub context_type: &'static str,
-    pub version_id: String,
-    /// The context array of the open that set it, as received.
-    pub context: Arc<str>,
-    pub summary: Option<ContextSummary>,
-}
-
-impl CurrentContext {
-    /// The Get Current Context response body, with the context relayed verbatim.
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"context.type\":{},\"context.versionId\":{},\"context\":{}}}",
-            json_str(self.context_type),
-            json_str(&self.version_id),
-            self.context
-        )
-    }
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
 /// Why a subscription request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -142,6 +117,12 @@ pub enum PublishError {
     UnknownTopic,
     #[error("the token has no fhircast/{0}.write scope")]
     Forbidden(&'static str),
+    /// The change conflicts with the topic's state (stale version, not the current anchor).
+    #[error("{0}")]
+    Conflict(String),
+    /// The change breaks a rule only the hub can check (an update bundle's rules).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Why a WebSocket could not attach to an endpoint.
@@ -209,27 +190,9 @@ impl Subscription {
     }
 }
 
-/// The latest open of one anchor type, kept for replay to new subscribers.
-struct OpenRecord {
-    anchor_type: &'static str,
-    anchor_id: String,
-    event: &'static EventSpec,
-    event_id: Arc<str>,
-    frame: FrameText,
-}
-
-struct Current {
-    context_type: &'static str,
-    anchor_id: String,
-    context: Arc<str>,
-    summary: ContextSummary,
-}
-
 struct TopicState {
     subs: HashMap<SubId, Subscription>,
-    latest_open: Vec<OpenRecord>,
-    current: Option<Current>,
-    version: String,
+    contexts: TopicContexts,
 }
 
 struct Topic {
@@ -286,9 +249,7 @@ impl Engine {
             id: id.clone(),
             state: Mutex::new(TopicState {
                 subs: HashMap::new(),
-                latest_open: Vec::new(),
-                current: None,
-                version: event_id(),
+                contexts: TopicContexts::new(),
             }),
         });
         self.inner.topics.write().insert(id.clone(), topic);
@@ -444,9 +405,7 @@ impl Engine {
             .cloned()
             .ok_or(ConnectError::UnknownEndpoint)?;
         let mut state = topic.state.lock();
-        let TopicState {
-            subs, latest_open, ..
-        } = &mut *state;
+        let TopicState { subs, contexts } = &mut *state;
         let sub = subs.get_mut(&id).ok_or(ConnectError::UnknownEndpoint)?;
         if matches!(sub.link, Link::Connected { .. }) {
             return Err(ConnectError::AlreadyConnected);
@@ -457,7 +416,8 @@ impl Engine {
         let _ =
             tx.try_send(frames::confirmation(&topic.id, &sub.events, sub.lease.as_secs()).into());
         let mut awaiting = VecDeque::new();
-        for open in latest_open.iter().filter(|o| sub.wants(o.event)) {
+        let events = sub.events.clone();
+        for open in contexts.replay(move |e| events.iter().any(|w| std::ptr::eq(*w, e))) {
             let _ = tx.try_send(open.frame.clone());
             awaiting.push_back(Awaiting {
                 event_id: open.event_id.clone(),
@@ -496,28 +456,53 @@ impl Engine {
         }
         let event = change.event;
         let mut state = topic.state.lock();
-        let frame: FrameText = change.frame(Versions::default()).into();
-        let summary = apply(&mut state, &change, &frame);
+        let applied = state
+            .contexts
+            .apply(&change)
+            .map_err(|refusal| match refusal {
+                ContextRefusal::Conflict(m) => PublishError::Conflict(m),
+                ContextRefusal::Invalid(m) => PublishError::Invalid(m),
+            })?;
         let event_id: Arc<str> = change.id.as_str().into();
         // A posted SyncError goes to the *other* SyncError subscribers (spec 2-5).
         let exclude_client = (event.name == SYNC_ERROR).then_some(grant.client_id.as_str());
         let now = Instant::now();
         let mut overflowed = Vec::new();
         for (id, sub) in state.subs.iter_mut() {
-            if !sub.wants(event) || exclude_client == Some(sub.info.client_id.as_str()) {
+            if exclude_client == Some(sub.info.client_id.as_str()) {
                 continue;
             }
-            if let Link::Connected {
+            let Link::Connected {
                 frames, awaiting, ..
             } = &mut sub.link
-            {
+            else {
+                continue;
+            };
+            // The event itself to those who want it; otherwise the opens it implies, so a
+            // subscriber of Patient-open alone still follows the patient (spec 2-5).
+            let wanted = sub.events.iter().any(|e| std::ptr::eq(*e, event));
+            let to_send = std::iter::once((event, &applied.frame))
+                .filter(|_| wanted)
+                .chain(
+                    applied
+                        .implied
+                        .iter()
+                        .filter(|(spec, _)| {
+                            !wanted && sub.events.iter().any(|e| std::ptr::eq(*e, *spec))
+                        })
+                        .map(|(spec, frame)| (*spec, frame)),
+                );
+            for (spec, frame) in to_send {
                 match frames.try_send(frame.clone()) {
                     Ok(()) => awaiting.push_back(Awaiting {
                         event_id: event_id.clone(),
-                        event_name: event.name,
+                        event_name: spec.name,
                         sent: now,
                     }),
-                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(*id),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflowed.push(*id);
+                        break;
+                    }
                     // The socket task is gone; its own close report removes the subscription.
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
@@ -547,8 +532,8 @@ impl Engine {
             event: event.name,
             event_id: change.id,
             requester: grant.client_name.clone(),
-            summary: summary.map(Box::new),
-            frame,
+            summary: applied.summary.map(Box::new),
+            frame: applied.frame,
         });
         Ok(())
     }
@@ -556,13 +541,13 @@ impl Engine {
     /// The current context of a topic, for a token bound to it.
     pub fn current_context(&self, grant: &TokenGrant, topic: &str) -> Option<CurrentContext> {
         let topic = self.topic_for(grant, topic)?;
-        Some(current_of(&topic.state.lock()))
+        Some(topic.state.lock().contexts.current())
     }
 
     /// The current context of a topic, for the agent itself (tray, history).
     pub fn current_context_of(&self, topic: &str) -> Option<CurrentContext> {
         let topic = self.inner.topics.read().get(topic).cloned()?;
-        Some(current_of(&topic.state.lock()))
+        Some(topic.state.lock().contexts.current())
     }
 
     /// Handles a text frame a subscriber sent: its `{id, status}` reply to a notification.
@@ -740,7 +725,7 @@ impl Engine {
             code: IssueCode::Processing,
         };
         let frame: FrameText = report
-            .notification(&topic.id, &crate::ids::event_id(), &now_iso())
+            .notification(&topic.id, &ids::event_id(), &now_iso())
             .into();
         let sync_error = EventSpec::lookup(SYNC_ERROR);
         for (id, sub) in state.subs.iter_mut() {
@@ -839,81 +824,6 @@ impl Engine {
             .values()
             .map(|s| (s.info.clone(), s.state.clone()))
             .collect()
-    }
-}
-
-/// Applies a change to the topic's open contexts; returns the display summary of an open.
-fn apply(
-    state: &mut TopicState,
-    change: &ContextChange,
-    frame: &FrameText,
-) -> Option<ContextSummary> {
-    let event = change.event;
-    match event.kind {
-        EventKind::Open => {
-            let anchor_type = event.anchor?;
-            let anchor_id = change.anchor_id()?.to_owned();
-            let summary = ContextSummary::from_entries(event.name, &change.entries);
-            state.latest_open.retain(|o| o.anchor_type != anchor_type);
-            state.latest_open.push(OpenRecord {
-                anchor_type,
-                anchor_id: anchor_id.clone(),
-                event,
-                event_id: change.id.as_str().into(),
-                frame: frame.clone(),
-            });
-            state.current = Some(Current {
-                context_type: anchor_type,
-                anchor_id,
-                context: change.context.get().into(),
-                summary: summary.clone(),
-            });
-            state.version = event_id();
-            Some(summary)
-        }
-        EventKind::Close => {
-            let anchor_type = event.anchor?;
-            let anchor_id = change.anchor_id()?;
-            // Only the open it names is closed; an earlier context is not restored (multi-tab
-            // rule, spec 4-2-2), and a close naming nothing open is relayed but changes nothing.
-            state
-                .latest_open
-                .retain(|o| !(o.anchor_type == anchor_type && o.anchor_id == anchor_id));
-            if state
-                .current
-                .as_ref()
-                .is_some_and(|c| c.context_type == anchor_type && c.anchor_id == anchor_id)
-            {
-                state.current = None;
-                state.version = event_id();
-            }
-            None
-        }
-        EventKind::Infrastructure if event.name == "UserLogout" => {
-            // A logged-out session must not hand its last patient to the next app that joins.
-            state.latest_open.clear();
-            state.current = None;
-            state.version = event_id();
-            None
-        }
-        EventKind::Infrastructure | EventKind::Update | EventKind::Select => None,
-    }
-}
-
-fn current_of(state: &TopicState) -> CurrentContext {
-    match &state.current {
-        Some(c) => CurrentContext {
-            context_type: c.context_type,
-            version_id: state.version.clone(),
-            context: c.context.clone(),
-            summary: Some(c.summary.clone()),
-        },
-        None => CurrentContext {
-            context_type: "",
-            version_id: state.version.clone(),
-            context: "[]".into(),
-            summary: None,
-        },
     }
 }
 

@@ -10,6 +10,7 @@ pub mod server;
 pub mod settings;
 
 mod clock;
+mod contexts;
 mod ids;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};

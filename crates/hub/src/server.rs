@@ -500,6 +500,8 @@ fn publish(
         let status = match error {
             PublishError::UnknownTopic => StatusCode::NOT_FOUND,
             PublishError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PublishError::Conflict(_) => StatusCode::CONFLICT,
+            PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
         };
         Refusal::new(status, error.to_string())
     })?;

@@ -11,6 +11,17 @@ async fn current(hub: &Hub, token: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// The context of the open that set the current context, and the `content` Bundle beside it.
+pub fn split_content(body: &Value) -> (Value, Value) {
+    let mut entries = body["context"].as_array().unwrap().clone();
+    let at = entries
+        .iter()
+        .position(|e| e["key"] == "content")
+        .expect("a content Bundle");
+    let content = entries.remove(at)["resource"].clone();
+    (Value::Array(entries), content)
+}
+
 fn close_of(id: &str) -> Value {
     json!([{ "key": "patient", "resource": { "resourceType": "Patient", "id": id } }])
 }
@@ -35,11 +46,17 @@ async fn open_sets_it_and_closing_it_empties_it() {
         .await;
     let opened = current(&hub, &token).await;
     assert_eq!(opened["context.type"], "Patient");
-    assert_eq!(opened["context"], context);
+    let (open_context, content) = split_content(&opened);
+    assert_eq!(open_context, context);
+    assert_eq!(content["type"], "collection");
+    assert_eq!(content["entry"], json!([]));
     assert_ne!(opened["context.versionId"], empty["context.versionId"]);
     insta::assert_json_snapshot!(
         "current_context_patient",
-        common::redacted(&opened, &[("context.versionId", "[version]")])
+        common::redacted(
+            &opened,
+            &[("context.versionId", "[version]"), ("id", "[id]")]
+        )
     );
 
     hub.publish(&token, &hub.event("Patient-close", close_of("p1")))

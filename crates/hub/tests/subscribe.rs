@@ -134,10 +134,13 @@ async fn events_without_read_scope_are_left_out_of_the_grant() {
     let none = hub.subscribe(&token, "ImagingStudy-open").await;
     assert_eq!(none.status(), 403);
     assert!(none.text().await.unwrap().contains("scope"));
-    // And nothing of the left-out event is ever delivered.
+    // The left-out event is never delivered; only the Patient-open it implies is.
     let writer = hub.token("app").await;
     let study = hub.event("ImagingStudy-open", common::study_context("s1", "p1"));
     assert_eq!(hub.publish(&writer, &study).await.status(), 202);
+    let implied = sub.next().await;
+    assert_eq!(implied["event"]["hub.event"], "Patient-open");
+    assert_eq!(implied["event"]["context"].as_array().unwrap().len(), 1);
     sub.assert_quiet().await;
 }
 

@@ -119,6 +119,12 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // The first statement that reads the header: a non-SQLite file fails here, untouched.
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    if pages == 0 {
+        // Only possible on a brand-new file (before WAL writes the first page): lets pruning
+        // hand freed pages back to the disk.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(
@@ -163,9 +169,6 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
                 path: path.to_path_buf(),
             });
         }
-        // Must precede the first table; lets pruning hand freed pages back to the disk.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(on_open)?;
     }
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;

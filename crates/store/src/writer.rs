@@ -88,6 +88,8 @@ struct Shared {
     committed: AtomicU64,
     batches: AtomicU64,
     lost: AtomicU64,
+    /// Lost records no flush has reported, as the thread left them.
+    lost_unflushed: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -187,6 +189,9 @@ impl StoreWriter {
 
     /// Stops taking records, commits everything already queued, and waits for the thread.
     /// Blocking. Records offered by other clones afterwards are refused (and logged).
+    ///
+    /// Fails with [`StoreError::WriteFailed`] if records accepted since the last flush could
+    /// not be committed.
     pub fn shutdown(self) -> Result<(), StoreError> {
         self.shared.closed.store(true, Ordering::Release);
         // Ignored: a closed channel means the thread is already gone, which is the goal.
@@ -200,7 +205,7 @@ impl StoreWriter {
         if let Some(thread) = thread {
             thread.join().map_err(|_| StoreError::WriterStopped)?;
         }
-        match self.shared.lost.load(Ordering::Acquire) {
+        match self.shared.lost_unflushed.load(Ordering::Acquire) {
             0 => Ok(()),
             lost => Err(StoreError::WriteFailed { lost }),
         }
@@ -304,6 +309,9 @@ impl Worker {
         for waiter in self.prune_waiters.drain(..) {
             waiter.send(Err(StoreError::WriterStopped));
         }
+        self.shared
+            .lost_unflushed
+            .store(self.lost_since_flush, Ordering::Release);
         // Folds the WAL back into the main file so a clean stop leaves one file behind.
         if let Err(e) = self
             .conn

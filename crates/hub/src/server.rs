@@ -11,10 +11,10 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use lockstep_fhircast::{ContextChange, EventSpec, FHIRCAST_VERSION, SubscriptionRequest};
@@ -24,9 +24,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The path of the hub under the server root: `hub.url` is `{origin}/fhircast`.
 pub const HUB_PATH: &str = "/fhircast";
+/// Where OHIF-style clients expect the hub; serves the same endpoints as [`HUB_PATH`].
+pub const ALIAS_PATH: &str = "/api/hub";
 /// The local authorization server's token endpoint.
 pub const TOKEN_PATH: &str = "/auth/token";
 
@@ -85,23 +88,36 @@ impl HubState {
 
 /// The hub's routes, ready to serve.
 pub fn router(state: HubState) -> Router {
-    let limit = state.engine.settings().max_body_bytes;
-    let hub = Router::new()
+    let settings = state.engine.settings();
+    // OHIF and sandbox.js clients look for the hub at /api/hub; older (STU2-era) ones GET the
+    // bare context array there, when the site turns that on.
+    let alias_get = if settings.stu2_compat {
+        get(topic_get_stu2)
+    } else {
+        get(topic_get)
+    };
+    Router::new()
+        .route("/.well-known/smart-configuration", get(smart_configuration))
+        .route(TOKEN_PATH, post(token))
+        .nest(HUB_PATH, hub_routes(get(topic_get)))
+        .nest(ALIAS_PATH, hub_routes(alias_get))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint on this hub") })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(cors(settings))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_request))
+        .with_state(state)
+}
+
+/// The endpoints under a hub path; `get_context` answers `GET {hub}/{topic}`.
+fn hub_routes(get_context: MethodRouter<HubState>) -> Router<HubState> {
+    Router::new()
         .route("/", post(hub_post))
         .route(
             "/.well-known/fhircast-configuration",
             get(fhircast_configuration),
         )
         .route("/ws/{endpoint}", get(websocket))
-        .route("/{topic}", get(topic_get).post(topic_post));
-    Router::new()
-        .route("/.well-known/smart-configuration", get(smart_configuration))
-        .route(TOKEN_PATH, post(token))
-        .nest(HUB_PATH, hub)
-        .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint on this hub") })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), check_host))
-        .with_state(state)
+        .route("/{topic}", get_context.post(topic_post))
 }
 
 /// Serves `router` on each listener until `shutdown` completes, then ends every subscription
@@ -179,27 +195,55 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Refuses requests whose `Host` is not the hub's own loopback name: a web page that rebinds
-/// a DNS name to 127.0.0.1 still sends its own name.
-async fn check_host(State(state): State<HubState>, request: Request, next: Next) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    match host {
-        Some(host)
-            if state
-                .allowed_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(host)) =>
-        {
-            next.run(request).await
-        }
-        _ => text(
+/// Refuses requests a web page could have sent without the user's apps asking:
+/// - a `Host` that is not the hub's own loopback name (a page that rebinds a DNS name to
+///   127.0.0.1 still sends its own name);
+/// - an `Origin` that is not configured in `hub.allowed_origins` (cross-site requests and
+///   WebSocket upgrades; native apps send no Origin).
+async fn guard_request(State(state): State<HubState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|host| {
+        state
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    }) {
+        return text(
             StatusCode::MISDIRECTED_REQUEST,
             "unexpected Host header: this hub answers only on its loopback address",
-        ),
+        );
     }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|origin| {
+            state
+                .engine
+                .settings()
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin))
+        });
+        if !allowed {
+            return text(
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused: add this web app's origin to hub.allowed_origins",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// CORS for the configured web origins only; none by default.
+fn cors(settings: &crate::HubSettings) -> CorsLayer {
+    let origins: Vec<HeaderValue> = settings
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// The body, or the refusal for one that is too large or unreadable.
@@ -520,6 +564,20 @@ async fn topic_get(
         .current_context(&grant, &topic)
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))?;
     Ok(json_response(StatusCode::OK, current.to_json()))
+}
+
+/// The STU2 shape of Get Current Context: the bare context array (opt-in, `hub.stu2_compat`).
+async fn topic_get_stu2(
+    State(state): State<HubState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let grant = bearer(&headers, &state)?;
+    let current = state
+        .engine
+        .current_context(&grant, &topic)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))?;
+    Ok(json_response(StatusCode::OK, current.context))
 }
 
 async fn websocket(

@@ -21,6 +21,11 @@ pub struct HubSettings {
     /// How often the hub pings each WebSocket; a peer silent for two intervals is dead.
     /// Well under the 60 s after which idle intermediaries drop connections.
     pub ping_interval_seconds: u64,
+    /// Web origins (e.g. `http://localhost:3000`) whose pages may call the hub; every other
+    /// `Origin` is refused, and CORS is answered for these alone.
+    pub allowed_origins: Vec<String>,
+    /// Serve the STU2 shape of Get Current Context (a bare array) at `/api/hub/{topic}`.
+    pub stu2_compat: bool,
 }
 
 impl Default for HubSettings {
@@ -33,6 +38,8 @@ impl Default for HubSettings {
             max_body_bytes: 1024 * 1024,
             token_lifetime_seconds: 3600,
             ping_interval_seconds: 20,
+            allowed_origins: Vec::new(),
+            stu2_compat: false,
         }
     }
 }

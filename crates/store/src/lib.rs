@@ -42,7 +42,8 @@ pub struct StoreOptions {
     pub max_bytes: Option<u64>,
     /// Records the writer's queue holds before new ones are dropped (and counted).
     pub queue_capacity: usize,
-    /// How often the writer prunes on its own.
+    /// How often the writer prunes on its own; the first pass comes this long after start,
+    /// or one minute, whichever is sooner.
     pub prune_interval: Duration,
 }
 

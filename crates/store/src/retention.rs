@@ -83,7 +83,13 @@ impl Run {
             let target = max / 100 * SIZE_TARGET_PERCENT;
             if used > max || (self.trimming && used > target) {
                 self.trimming = true;
-                let removed = trim_oldest(&tx, &mut self.report)?;
+                // Rows in proportion to the excess, so a cap smaller than a chunk of rows is
+                // approached rather than overshot to nothing.
+                let rows = row_count(&tx)?;
+                let excess = u128::from(used - target.min(used));
+                let estimate = (excess * u128::from(rows)).div_ceil(u128::from(used.max(1)));
+                let limit = usize::try_from(estimate).unwrap_or(CHUNK).clamp(1, CHUNK);
+                let removed = trim_oldest(&tx, limit, &mut self.report)?;
                 // Nothing left to remove: the schema alone is over the cap.
                 more = removed > 0;
             } else {
@@ -93,7 +99,7 @@ impl Run {
         tx.commit()?;
         // Hands freed pages back to the file system (auto_vacuum = INCREMENTAL); a bounded
         // number per step keeps each step short.
-        conn.execute_batch("PRAGMA incremental_vacuum(2000)")?;
+        run_to_end(conn, "PRAGMA incremental_vacuum(2000)")?;
         Ok(more)
     }
 }
@@ -119,7 +125,11 @@ fn delete_history(
 }
 
 /// Removes a chunk of whichever is older, the oldest history or the oldest audit rows.
-fn trim_oldest(tx: &rusqlite::Transaction<'_>, report: &mut PruneReport) -> rusqlite::Result<u64> {
+fn trim_oldest(
+    tx: &rusqlite::Transaction<'_>,
+    limit: usize,
+    report: &mut PruneReport,
+) -> rusqlite::Result<u64> {
     use rusqlite::OptionalExtension;
     let history_oldest: Option<i64> = tx
         .query_row("SELECT at_ms FROM history ORDER BY id LIMIT 1", [], |r| {
@@ -129,7 +139,7 @@ fn trim_oldest(tx: &rusqlite::Transaction<'_>, report: &mut PruneReport) -> rusq
     let audit_oldest = audit::oldest_at(tx)?;
     let removed = match (history_oldest, audit_oldest) {
         (Some(h), Some(a)) if a < h => {
-            let n = audit::prune_oldest(tx, CHUNK)?;
+            let n = audit::prune_oldest(tx, limit)?;
             report.audit_removed += n;
             n
         }
@@ -137,13 +147,13 @@ fn trim_oldest(tx: &rusqlite::Transaction<'_>, report: &mut PruneReport) -> rusq
             let n = delete_history(
                 tx,
                 "SELECT id FROM history ORDER BY id LIMIT ?1",
-                [CHUNK as i64],
+                [limit as i64],
             )?;
             report.history_removed += n;
             n
         }
         (None, Some(_)) => {
-            let n = audit::prune_oldest(tx, CHUNK)?;
+            let n = audit::prune_oldest(tx, limit)?;
             report.audit_removed += n;
             n
         }
@@ -153,6 +163,24 @@ fn trim_oldest(tx: &rusqlite::Transaction<'_>, report: &mut PruneReport) -> rusq
         report.size_capped = true;
     }
     Ok(removed)
+}
+
+/// Steps a statement until it is done: some pragmas (`incremental_vacuum`, `optimize`) do
+/// their work a little per step, and `execute_batch` steps only once.
+pub(crate) fn run_to_end(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+fn row_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM history) + (SELECT count(*) FROM audit)",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
 }
 
 /// Bytes of the main database file holding data (free pages excluded; the WAL not counted).

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// flush never waits behind a long commit.
 const BATCH_MAX: usize = 1000;
 
+/// The longest the first prune waits after the writer starts.
+const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
+
 /// How long to wait before retrying a failed commit once (a lock held by another process, a
 /// transient I/O error).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -261,8 +264,10 @@ struct Worker {
 
 impl Worker {
     fn new(conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, config: Config) -> Self {
-        // A first pass right after start-up catches up on whatever expired while we were off.
-        let next_prune = config.policy.is_active().then(Instant::now);
+        // The first pass catches up on whatever expired while the agent was off; shortly after
+        // start rather than at once, so it does not compete with start-up.
+        let first = config.prune_interval.min(FIRST_PRUNE_AFTER);
+        let next_prune = config.policy.is_active().then(|| Instant::now() + first);
         Worker {
             conn,
             rx,
@@ -313,10 +318,9 @@ impl Worker {
             .lost_unflushed
             .store(self.lost_since_flush, Ordering::Release);
         // Folds the WAL back into the main file so a clean stop leaves one file behind.
-        if let Err(e) = self
-            .conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;")
-        {
+        let tidy = retention::run_to_end(&self.conn, "PRAGMA optimize")
+            .and_then(|()| retention::run_to_end(&self.conn, "PRAGMA wal_checkpoint(TRUNCATE)"));
+        if let Err(e) = tidy {
             tracing::warn!(error = %e, "store checkpoint on shutdown failed");
         }
     }

@@ -223,7 +223,10 @@ fn every_column_is_covered_by_the_hash() {
         let (_dir, store) = fresh();
         append(&store, (0..5).map(delivery));
         tamper(&store)
-            .execute(&format!("UPDATE audit SET {column} = {value} WHERE id = 3"), [])
+            .execute(
+                &format!("UPDATE audit SET {column} = {value} WHERE id = 3"),
+                [],
+            )
             .unwrap();
         let broken = store.verify_audit().unwrap().broken;
         assert_eq!(broken.map(|b| b.id), Some(3), "changing {column} must show");
@@ -262,8 +265,12 @@ fn csv_export_has_a_header_and_quotes_what_needs_it() {
     append(
         &store,
         [
-            AuditRecord::new(AuditKind::TokenRefused, "app,with comma", "bad \"secret\"\nretry")
-                .at(at),
+            AuditRecord::new(
+                AuditKind::TokenRefused,
+                "app,with comma",
+                "bad \"secret\"\nretry",
+            )
+            .at(at),
             AuditRecord::new(AuditKind::ConfigChanged, "user", "hub.port").at(at),
         ],
     );
@@ -287,10 +294,19 @@ fn json_lines_export_has_one_object_per_row_matching_the_store() {
     append(&store, (0..10).map(delivery));
     append(
         &store,
-        [AuditRecord::new(AuditKind::SyncError, "hub", "tab\t \"quoted\" ünïcode")],
+        [AuditRecord::new(
+            AuditKind::SyncError,
+            "hub",
+            "tab\t \"quoted\" ünïcode",
+        )],
     );
     let mut out = Vec::new();
-    assert_eq!(store.export_audit(AuditFormat::JsonLines, &mut out).unwrap(), 11);
+    assert_eq!(
+        store
+            .export_audit(AuditFormat::JsonLines, &mut out)
+            .unwrap(),
+        11
+    );
     let text = String::from_utf8(out).unwrap();
     assert!(text.ends_with('\n'));
     let lines: Vec<serde_json::Value> = text

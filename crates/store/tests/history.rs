@@ -61,7 +61,10 @@ fn a_change_is_stored_with_its_summary_and_exact_json() {
 fn events_without_context_are_stored_with_an_empty_summary() {
     let (_dir, store) = fresh();
     let json = r#"{"timestamp":"t","id":"x1","event":{"hub.topic":"T","hub.event":"UserLogout","context":[]}}"#;
-    write_all(&store, [HistoryRecord::new("T", "UserLogout", "x1", "Tray", json)]);
+    write_all(
+        &store,
+        [HistoryRecord::new("T", "UserLogout", "x1", "Tray", json)],
+    );
     let e = store.history(&HistoryQuery::default()).unwrap().remove(0);
     assert_eq!(
         e.summary,
@@ -200,7 +203,11 @@ fn free_text_matches_words_in_any_field_ignoring_case() {
             .map(|e| e.event_id)
             .collect::<HashSet<_>>()
     };
-    let expect = |ids: &[usize]| ids.iter().map(|i| format!("evt-{i}")).collect::<HashSet<_>>();
+    let expect = |ids: &[usize]| {
+        ids.iter()
+            .map(|i| format!("evt-{i}"))
+            .collect::<HashSet<_>>()
+    };
 
     // Family names cycle every 10 patients: 1 and 11 are Müller.
     assert_eq!(text("müller"), expect(&[1, 11]));
@@ -209,7 +216,11 @@ fn free_text_matches_words_in_any_field_ignoring_case() {
     assert_eq!(text(&accession(17).to_lowercase()), expect(&[17]));
     assert_eq!(text(&mrn(8)), expect(&[8]));
     assert_eq!(text("brain"), expect(&[1, 6, 11, 16]));
-    assert_eq!(text("brain müller"), expect(&[1, 11]), "every word must match");
+    assert_eq!(
+        text("brain müller"),
+        expect(&[1, 11]),
+        "every word must match"
+    );
     // Jane is the given name of patients 0, 8 and 16; only 16 had a brain MR.
     assert_eq!(text("Jane brain"), expect(&[16]));
     assert_eq!(text("nobody"), expect(&[]));

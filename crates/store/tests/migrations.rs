@@ -143,7 +143,14 @@ fn write_v1_file(dir: &TempDir) {
             &prev,
             id,
             1_735_689_600_000,
-            [Some(at), Some("delivery.acknowledged"), Some("PACS"), Some("DrXRay"), Some(&subject), Some("200")],
+            [
+                Some(at),
+                Some("delivery.acknowledged"),
+                Some("PACS"),
+                Some("DrXRay"),
+                Some(&subject),
+                Some("200"),
+            ],
         );
         conn.execute(
             "INSERT INTO audit (id, at_ms, at, kind, actor, topic, subject, detail, hash) \
@@ -163,7 +170,11 @@ fn a_new_file_is_created_at_the_latest_version() {
     drop(store);
     assert_latest(&dir);
     let conn = Connection::open(db_path(&dir)).unwrap();
-    assert_eq!(pragma(&conn, "auto_vacuum"), "2", "incremental, so pruning can shrink the file");
+    assert_eq!(
+        pragma(&conn, "auto_vacuum"),
+        "2",
+        "incremental, so pruning can shrink the file"
+    );
     for table in ["history", "history_event", "audit", "audit_checkpoint"] {
         assert!(objects(&conn).contains(&table.to_owned()), "{table}");
     }
@@ -211,7 +222,10 @@ fn a_version_1_file_migrates_and_keeps_its_rows_and_chain() {
     assert_eq!(by_uid[0].event_id, "evt-1");
 
     let report = store.verify_audit().unwrap();
-    assert!(report.is_intact(), "a v1 chain verifies after migration: {report:?}");
+    assert!(
+        report.is_intact(),
+        "a v1 chain verifies after migration: {report:?}"
+    );
     assert_eq!(report.rows_checked, 3);
 
     let writer = store.writer().unwrap();
@@ -234,7 +248,10 @@ fn a_failed_step_leaves_the_file_at_the_last_complete_version() {
         .execute_batch("CREATE TABLE history_study_uid (x);")
         .unwrap();
     let err = open(&dir).err().expect("the step must fail");
-    assert!(matches!(err, StoreError::Migrate { version: 2, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Migrate { version: 2, .. }),
+        "{err}"
+    );
     let conn = Connection::open(db_path(&dir)).unwrap();
     assert_eq!(pragma(&conn, "user_version"), "1");
     assert_eq!(
@@ -347,5 +364,8 @@ fn a_damaged_store_gives_errors_not_panics() {
     });
     let err = outcome.err().expect("damage must surface as an error");
     let text = err.to_string();
-    assert!(text.contains("malformed") || text.contains("corrupt"), "{text}");
+    assert!(
+        text.contains("malformed") || text.contains("corrupt"),
+        "{text}"
+    );
 }

@@ -361,3 +361,52 @@ pub fn redacted(value: &Value, keys: &[(&str, &str)]) -> Value {
         other => other.clone(),
     }
 }
+
+pub fn report(id: &str, patient_id: &str, status: &str) -> Value {
+    json!({
+        "resourceType": "DiagnosticReport",
+        "id": id,
+        "status": status,
+        "subject": { "reference": format!("Patient/{patient_id}") },
+        "basedOn": [{ "identifier": {
+            "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN" }] },
+            "value": "ACC-1",
+        }}],
+        "imagingStudy": [{ "reference": "ImagingStudy/s1" }],
+    })
+}
+
+/// A DiagnosticReport-open context: the report, its study and its patient.
+pub fn report_context(report_id: &str, patient_id: &str) -> Value {
+    json!([
+        { "key": "report", "resource": report(report_id, patient_id, "preliminary") },
+        { "key": "study", "resource": study("s1", patient_id, "ACC-1") },
+        { "key": "patient", "resource": patient(patient_id, "MRN-1") },
+    ])
+}
+
+/// A DiagnosticReport-update request on `version` with the given Bundle entries.
+pub fn update(hub: &Hub, report_id: &str, version: &str, bundle_id: &str, entries: Value) -> Value {
+    let mut event = hub.event(
+        "DiagnosticReport-update",
+        json!([
+            { "key": "report", "reference": { "reference": format!("DiagnosticReport/{report_id}") } },
+            { "key": "updates", "resource": {
+                "resourceType": "Bundle", "id": bundle_id, "type": "transaction", "entry": entries,
+            }},
+        ]),
+    );
+    event["event"]["context.versionId"] = version.into();
+    event
+}
+
+pub fn put(resource: Value) -> Value {
+    json!({ "request": { "method": "PUT" }, "resource": resource })
+}
+
+pub fn observation(id: &str, text: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "preliminary",
+        "code": { "text": text }, "subject": { "reference": "Patient/p1" },
+    })
+}

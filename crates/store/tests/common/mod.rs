@@ -13,7 +13,9 @@ const FAMILIES: &[&str] = &[
     "Doe", "Müller", "Nakamura", "O'Brien", "Okafor", "Silva", "Kowalski", "Nguyen", "Haddad",
     "Larsen",
 ];
-const GIVEN: &[&str] = &["Jane", "Ana", "Kenji", "Siobhan", "Chidi", "Rui", "Piotr", "Linh"];
+const GIVEN: &[&str] = &[
+    "Jane", "Ana", "Kenji", "Siobhan", "Chidi", "Rui", "Piotr", "Linh",
+];
 const STUDIES: &[(&str, &str)] = &[
     ("CT", "CT chest with contrast"),
     ("MR", "MR brain without contrast"),
@@ -63,8 +65,14 @@ pub fn event_json(i: usize) -> String {
 pub fn record(i: usize) -> HistoryRecord {
     let json = event_json(i);
     let summary = summarise(&json);
-    HistoryRecord::new("DrXRay", "ImagingStudy-open", format!("evt-{i}"), "RIS", json)
-        .with_summary(summary)
+    HistoryRecord::new(
+        "DrXRay",
+        "ImagingStudy-open",
+        format!("evt-{i}"),
+        "RIS",
+        json,
+    )
+    .with_summary(summary)
 }
 
 pub fn summarise(json: &str) -> ContextSummary {

@@ -153,16 +153,25 @@ impl HubClient {
     }
 
     /// Publishes `event` with `context` on this client's topic; returns the event id.
-    pub async fn publish(&self, event: &str, context: Value) -> Result<String, ClientError> {
+    /// `version_id` is the content version an `*-update` applies to.
+    pub async fn publish(
+        &self,
+        event: &str,
+        context: Value,
+        version_id: Option<&str>,
+    ) -> Result<String, ClientError> {
         let id = uuid::Uuid::new_v4().to_string();
         let timestamp = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .unwrap_or_default();
-        let body = json!({
+        let mut body = json!({
             "timestamp": timestamp,
             "id": id,
             "event": { "hub.topic": self.topic, "hub.event": event, "context": context },
         });
+        if let Some(version) = version_id {
+            body["event"]["context.versionId"] = version.into();
+        }
         checked(
             self.http
                 .post(&self.hub_url)

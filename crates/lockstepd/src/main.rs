@@ -57,6 +57,10 @@ enum Command {
         /// The context array as JSON, or @FILE to read it from a file.
         #[arg(long, default_value = "[]")]
         context: String,
+        /// For *-update: the content version it applies to (`context.versionId` of the
+        /// current context).
+        #[arg(long)]
+        version_id: Option<String>,
     },
     /// Subscribe and print every notification as one JSON line, acknowledging each with 200.
     Tail {
@@ -123,10 +127,13 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             app,
             event,
             context,
+            version_id,
         } => {
             let context = read_context(&context)?;
             let client = sign_in(&app, &config).await?;
-            let id = client.publish(&event, context).await?;
+            let id = client
+                .publish(&event, context, version_id.as_deref())
+                .await?;
             eprintln!("lockstepd: {event} accepted (id {id})");
             Ok(())
         }

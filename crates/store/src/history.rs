@@ -145,8 +145,6 @@ const COLUMNS: &str = "h.id, h.at_ms, h.at, h.topic, h.event, h.event_id, h.app,
      h.study_accession, h.study_uid, h.study_modality, h.study_description, h.report_status, \
      e.json";
 
-// CROSS JOIN keeps `history` as the outer loop, so the planner walks its indexes in id order
-// and fetches the (large) event JSON only for rows that passed every filter.
 const FROM: &str = "FROM history AS h CROSS JOIN history_event AS e ON e.history_id = h.id";
 
 pub(crate) fn insert(tx: &Transaction<'_>, record: &HistoryRecord) -> rusqlite::Result<i64> {
@@ -203,7 +201,10 @@ fn search_text(s: &ContextSummary) -> String {
 }
 
 pub(crate) fn query(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Vec<HistoryEntry>> {
-    let mut sql = format!("SELECT {COLUMNS} {FROM} WHERE 1");
+    // The page's ids are picked first, from the small searchable rows alone; only then are
+    // the ~50 chosen rows joined to their (large) event JSON. Joining before the ORDER BY
+    // would carry every candidate's JSON through the sort.
+    let mut sql = String::from("SELECT h.id FROM history AS h WHERE 1");
     let mut args: Vec<Value> = Vec::new();
     let mut filter = |clause: &str, value: Value| {
         sql.push_str(" AND ");
@@ -213,11 +214,21 @@ pub(crate) fn query(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Vec
     if let Some(before) = q.before_id {
         filter("h.id < ?", Value::Integer(before));
     }
-    if let Some(from) = q.from {
-        filter("h.at_ms >= ?", Value::Integer(clock::unix_millis(from)));
-    }
-    if let Some(to) = q.to {
-        filter("h.at_ms < ?", Value::Integer(clock::unix_millis(to)));
+    let from = q.from.map(clock::unix_millis);
+    let to = q.to.map(clock::unix_millis);
+    if from.is_some() || to.is_some() {
+        // A leading `+` keeps SQLite off the time index for this query.
+        let column = if time_index_pays(conn, from, to, q)? {
+            "h.at_ms"
+        } else {
+            "+h.at_ms"
+        };
+        if let Some(from) = from {
+            filter(&format!("{column} >= ?"), Value::Integer(from));
+        }
+        if let Some(to) = to {
+            filter(&format!("{column} < ?"), Value::Integer(to));
+        }
     }
     if let Some(mrn) = given(&q.patient_identifier) {
         filter("h.patient_mrn = ?", Value::Text(mrn.to_owned()));
@@ -245,10 +256,56 @@ pub(crate) fn query(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Vec
     }
     sql.push_str(" ORDER BY h.id DESC LIMIT ?");
     args.push(Value::Integer(q.effective_limit() as i64));
+    // CROSS JOIN pins the join order: the page drives, each row looked up by primary key.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ({sql}) AS page \
+         CROSS JOIN history AS h ON h.id = page.id \
+         CROSS JOIN history_event AS e ON e.history_id = h.id \
+         ORDER BY h.id DESC"
+    );
 
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), entry_from_row)?;
     rows.collect()
+}
+
+/// Whether walking the time index (then sorting its rows by id) beats walking the ids down
+/// from the top and skipping rows newer than the range.
+///
+/// SQLite cannot tell without statistics: it takes a two-sided range for a narrow one, and
+/// for "this week" sorts the whole table. Three index probes give the answer instead: the
+/// first and last row ids inside the range (ids follow time closely), so roughly how many
+/// rows the index walk would sort and how many the id walk would skip.
+fn time_index_pays(
+    conn: &Connection,
+    from: Option<i64>,
+    to: Option<i64>,
+    q: &HistoryQuery,
+) -> rusqlite::Result<bool> {
+    let probe = |sql: &str, at: i64| -> rusqlite::Result<Option<i64>> {
+        conn.prepare_cached(sql)?
+            .query_row([at], |r| r.get(0))
+            .optional()
+    };
+    let first = probe(
+        "SELECT id FROM history WHERE at_ms >= ?1 ORDER BY at_ms LIMIT 1",
+        from.unwrap_or(i64::MIN),
+    )?;
+    let last = probe(
+        "SELECT id FROM history WHERE at_ms < ?1 ORDER BY at_ms DESC LIMIT 1",
+        to.unwrap_or(i64::MAX),
+    )?;
+    let (Some(first), Some(last)) = (first, last) else {
+        // Nothing in the range: the index says so at once.
+        return Ok(true);
+    };
+    let newest: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM history")?
+        .query_row([], |r| r.get(0))?;
+    let top = q.before_id.map_or(newest, |before| before.min(newest));
+    let sorted = last.min(top).saturating_sub(first).max(0);
+    let skipped = top.saturating_sub(last).max(0);
+    Ok(sorted <= skipped.saturating_add(q.effective_limit() as i64))
 }
 
 pub(crate) fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<HistoryEntry>> {

@@ -80,6 +80,15 @@ pub struct Store {
     reader: Mutex<Connection>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens the store at `path`, creating the file if needed and migrating it to
     /// [`SCHEMA_VERSION`].

@@ -36,6 +36,14 @@ pub struct StoreWriter {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Counters since the writer started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -86,6 +94,8 @@ struct Shared {
     /// Set while drops are going unreported, so the error is logged once per episode.
     overflowing: AtomicBool,
     closed: AtomicBool,
+    /// Records offered after the writer stopped.
+    refused: AtomicU64,
     accepted: AtomicU64,
     dropped_total: AtomicU64,
     committed: AtomicU64,
@@ -131,8 +141,7 @@ impl StoreWriter {
     fn offer(&self, msg: Msg, dropped: &AtomicU64) -> bool {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
-            shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("store writer has shut down; a record was dropped");
+            self.refused();
             return false;
         }
         match self.tx.try_send(msg) {
@@ -152,10 +161,23 @@ impl StoreWriter {
                 false
             }
             Err(TrySendError::Disconnected(_)) => {
-                shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("store writer has stopped; a record was dropped");
+                self.refused();
                 false
             }
+        }
+    }
+
+    /// A record offered after the writer stopped: nowhere to write it but the log.
+    fn refused(&self) {
+        let shared = &self.shared;
+        let before = shared.refused.fetch_add(1, Ordering::AcqRel);
+        shared.dropped_total.fetch_add(1, Ordering::Relaxed);
+        // First, then every thousandth: visible without flooding the log during shutdown.
+        if before % 1000 == 0 {
+            tracing::error!(
+                refused = before + 1,
+                "store writer has stopped; records offered to it are dropped"
+            );
         }
     }
 
@@ -374,7 +396,9 @@ impl Worker {
                 ),
             ));
         }
-        let count = (history.len() + audit.len()) as u64;
+        // The report row is ours, not a caller's record: it is neither committed nor lost work.
+        let reporting = u64::from(self.lost_unreported > 0);
+        let count = (history.len() + audit.len()) as u64 - reporting;
         let mut outcome = commit(&mut self.conn, &history, &audit);
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");
@@ -388,8 +412,7 @@ impl Worker {
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                // The report row itself is not a lost record; only count what callers gave us.
-                let lost = count - u64::from(self.lost_unreported > 0);
+                let lost = count;
                 tracing::error!(error = %e, records = lost, "store commit failed; records lost");
                 self.lost_unreported += lost;
                 self.lost_since_flush += lost;

@@ -247,7 +247,7 @@ fn a_failed_step_leaves_the_file_at_the_last_complete_version() {
         .unwrap()
         .execute_batch("CREATE TABLE history_study_uid (x);")
         .unwrap();
-    let err = open(&dir).err().expect("the step must fail");
+    let err = open(&dir).expect_err("the step must fail");
     assert!(
         matches!(err, StoreError::Migrate { version: 2, .. }),
         "{err}"
@@ -283,7 +283,7 @@ fn a_file_from_a_newer_build_is_refused_and_left_alone() {
         .execute_batch("PRAGMA user_version = 99;")
         .unwrap();
     let before = fs::read(db_path(&dir)).unwrap();
-    let err = open(&dir).err().expect("must refuse");
+    let err = open(&dir).expect_err("must refuse");
     assert!(
         matches!(err, StoreError::TooNew { found: 99, supported, .. } if supported == SCHEMA_VERSION),
         "{err}"
@@ -297,7 +297,7 @@ fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let junk = b"these are not the pages you are looking for ".repeat(200);
     fs::write(db_path(&dir), &junk).unwrap();
-    let err = open(&dir).err().expect("must refuse");
+    let err = open(&dir).expect_err("must refuse");
     assert!(matches!(err, StoreError::NotADatabase { .. }), "{err}");
     assert!(err.to_string().contains("not an SQLite database"), "{err}");
     assert_eq!(fs::read(db_path(&dir)).unwrap(), junk);
@@ -310,7 +310,7 @@ fn someone_elses_database_is_refused() {
         .unwrap()
         .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
         .unwrap();
-    let err = open(&dir).err().expect("must refuse");
+    let err = open(&dir).expect_err("must refuse");
     assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
 
     let other = tempfile::tempdir().unwrap();
@@ -318,23 +318,21 @@ fn someone_elses_database_is_refused() {
         .unwrap()
         .execute_batch("PRAGMA application_id = 42;")
         .unwrap();
-    let err = open(&other).err().expect("must refuse");
+    let err = open(&other).expect_err("must refuse");
     assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
 }
 
 #[test]
 fn a_path_that_cannot_be_a_file_gives_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .err()
-        .expect("a directory is not a store");
+    let err =
+        Store::open(dir.path(), StoreOptions::default()).expect_err("a directory is not a store");
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains(&dir.path().display().to_string()));
 
     let missing = dir.path().join("no/such/folder/lockstep.db");
     let err = Store::open(&missing, StoreOptions::default())
-        .err()
-        .expect("a missing folder is not created");
+        .expect_err("a missing folder is not created");
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
 }
 
@@ -362,7 +360,7 @@ fn a_damaged_store_gives_errors_not_panics() {
         store.history(&HistoryQuery::default())?;
         store.verify_audit()
     });
-    let err = outcome.err().expect("damage must surface as an error");
+    let err = outcome.expect_err("damage must surface as an error");
     let text = err.to_string();
     assert!(
         text.contains("malformed") || text.contains("corrupt"),

@@ -64,11 +64,12 @@ fn flushed_records_are_committed() {
 fn queued_records_are_committed_in_few_transactions() {
     let (_dir, store) = fresh();
     let writer = store.writer().unwrap();
+    let records: Vec<_> = (0..3000).map(record).collect();
     {
         // With the writer held up, everything below queues behind the first record.
         let _lock = WriteLock::take(&store);
-        for i in 0..3000 {
-            assert!(writer.record_history(record(i)));
+        for r in records {
+            assert!(writer.record_history(r));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -86,11 +87,12 @@ fn a_full_queue_drops_without_blocking_and_the_drop_is_audited() {
     let store = open(&dir, options(8));
     let writer = store.writer().unwrap();
     let (mut history_ok, mut audit_ok) = (0, 0);
+    let records: Vec<_> = (0..100).map(record).collect();
     let elapsed = {
         let _lock = WriteLock::take(&store);
         let start = Instant::now();
-        for i in 0..100 {
-            history_ok += usize::from(writer.record_history(record(i)));
+        for (i, r) in records.into_iter().enumerate() {
+            history_ok += usize::from(writer.record_history(r));
             if i % 5 == 0 {
                 let audit = AuditRecord::new(AuditKind::DeliveryAcknowledged, "PACS", "200");
                 audit_ok += usize::from(writer.record_audit(audit));

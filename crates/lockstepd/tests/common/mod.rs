@@ -1,0 +1,90 @@
+//! `lockstepd` as a child process, and its verbs.
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub struct Daemon {
+    child: Child,
+    pub origin: String,
+    _config: Option<tempfile::NamedTempFile>,
+    _home: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `lockstepd --config FILE` with `config` as the file's text.
+    pub fn start_with_text(config: &str) -> Daemon {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(config.as_bytes()).unwrap();
+        let path = file.path().to_owned();
+        Self::start(&path, &[], Some(file))
+    }
+
+    /// Starts `lockstepd --config FILE ARGS...` and waits for its "hub ready at" line.
+    pub fn start(config: &Path, args: &[&str], file: Option<tempfile::NamedTempFile>) -> Daemon {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("HOME", home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("hub ready at ").nth(1) {
+                    let _ = tx.send(url.split_whitespace().next().unwrap_or("").to_owned());
+                }
+            }
+        });
+        let hub_url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("lockstepd did not report ready");
+        let origin = hub_url.trim_end_matches("/fhircast").to_owned();
+        Daemon {
+            child,
+            origin,
+            _config: file,
+            _home: home,
+        }
+    }
+
+    /// Runs a `lockstepd` verb against this daemon as the app `client_id`.
+    pub fn verb(&self, client_id: &str, secret: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+            .args(args)
+            .args(["--hub", &self.origin, "--client-id", client_id])
+            .env("LOCKSTEP_CLIENT_SECRET", secret)
+            .output()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("lockstepd did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Daemon {
+    /// A failing test must not leave its daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,5 +15,5 @@ mod ids;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};
 pub use engine::{CurrentContext, Engine, EngineEvent, LinkState};
-pub use server::{HubState, router, serve};
+pub use server::{Authenticated, HubState, Refusal, router, serve};
 pub use settings::HubSettings;

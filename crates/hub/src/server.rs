@@ -5,12 +5,15 @@
 //! sends can panic the process.
 
 use crate::auth::{Authority, TokenError, TokenGrant};
-use crate::engine::{CloseOrder, ConnectError, Connection, Engine, PublishError, SubscribeError};
+use crate::engine::{
+    CloseOrder, ConnectError, Connection, CurrentContext, Engine, PublishError, SubscribeError,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +48,9 @@ pub struct HubState {
     pub origin: String,
     /// `Host` header values accepted (DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
+    /// More routes served behind the same guards (Host, Origin, body limit), e.g. the agent's
+    /// history API; handlers authenticate with [`Authenticated`].
+    pub extension: Router<HubState>,
 }
 
 impl HubState {
@@ -64,6 +70,7 @@ impl HubState {
                 format!("localhost:{port}"),
                 format!("[::1]:{port}"),
             ],
+            extension: Router::new(),
         }
     }
 
@@ -101,6 +108,7 @@ pub fn router(state: HubState) -> Router {
         .route(TOKEN_PATH, post(token))
         .nest(HUB_PATH, hub_routes(get(topic_get)))
         .nest(ALIAS_PATH, hub_routes(alias_get))
+        .merge(state.extension.clone())
         .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint on this hub") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(cors(settings))
@@ -167,7 +175,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Refusal {
             status,
             message: message.into(),
@@ -280,6 +288,18 @@ fn bearer(headers: &HeaderMap, state: &HubState) -> Result<Arc<TokenGrant>, Refu
         .authority
         .verify(token.trim())
         .ok_or_else(|| unauthorized("invalid or expired access token"))
+}
+
+/// The grant behind the request's bearer token: handlers that take it are authenticated.
+/// Extension routes (see [`HubState::extension`]) use it too.
+pub struct Authenticated(pub Arc<TokenGrant>);
+
+impl FromRequestParts<HubState> for Authenticated {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HubState) -> Result<Self, Refusal> {
+        bearer(&parts.headers, state).map(Authenticated)
+    }
 }
 
 async fn smart_configuration(State(state): State<HubState>) -> Response {
@@ -482,10 +502,10 @@ fn classify(headers: &HeaderMap, raw: &[u8]) -> Result<HubPost, Refusal> {
 
 async fn hub_post(
     State(state): State<HubState>,
+    Authenticated(grant): Authenticated,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
-    let grant = bearer(&headers, &state)?;
     let raw = body(raw, &state)?;
     match classify(&headers, &raw)? {
         HubPost::Subscription(req) => subscribe(&state, &grant, req),
@@ -495,11 +515,10 @@ async fn hub_post(
 
 async fn topic_post(
     State(state): State<HubState>,
+    Authenticated(grant): Authenticated,
     Path(topic): Path<String>,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
-    let grant = bearer(&headers, &state)?;
     let raw = body(raw, &state)?;
     let change = ContextChange::parse(&raw).map_err(Refusal::bad_request)?;
     if change.topic != topic {
@@ -555,29 +574,32 @@ fn publish(
 
 async fn topic_get(
     State(state): State<HubState>,
+    Authenticated(grant): Authenticated,
     Path(topic): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let grant = bearer(&headers, &state)?;
-    let current = state
-        .engine
-        .current_context(&grant, &topic)
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))?;
+    let current = current_context(&state, &grant, &topic)?;
     Ok(json_response(StatusCode::OK, current.to_json()))
 }
 
 /// The STU2 shape of Get Current Context: the bare context array (opt-in, `hub.stu2_compat`).
 async fn topic_get_stu2(
     State(state): State<HubState>,
+    Authenticated(grant): Authenticated,
     Path(topic): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let grant = bearer(&headers, &state)?;
-    let current = state
-        .engine
-        .current_context(&grant, &topic)
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))?;
+    let current = current_context(&state, &grant, &topic)?;
     Ok(json_response(StatusCode::OK, current.context))
+}
+
+fn current_context(
+    state: &HubState,
+    grant: &TokenGrant,
+    topic: &str,
+) -> Result<CurrentContext, Refusal> {
+    state
+        .engine
+        .current_context(grant, topic)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))
 }
 
 async fn websocket(

@@ -356,11 +356,13 @@ impl TopicContexts {
     }
 }
 
+/// An event relayed as sent; its summary (the patient a close names, say) is for history.
 fn plain(change: &ContextChange) -> Applied {
     Applied {
         frame: change.frame(Versions::default()).into(),
         implied: Vec::new(),
-        summary: None,
+        summary: (!change.entries.is_empty())
+            .then(|| ContextSummary::from_entries(change.event.name, &change.entries)),
     }
 }
 

@@ -67,6 +67,21 @@ pub struct SubscriberInfo {
     pub events: String,
 }
 
+/// What became of one notification to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Answered with a 2xx status (or with none, read as received).
+    Acknowledged { status: u16 },
+    /// Answered with a non-2xx status.
+    Refused { status: u16 },
+    /// No answer within the acknowledgement deadline.
+    TimedOut,
+}
+
+/// Called with every engine event, synchronously, in the order events happen; an observer
+/// must only queue (the history writer's `try_send`), never wait.
+pub type Observer = Arc<dyn Fn(&EngineEvent) + Send + Sync>;
+
 /// What listeners (tray, history, bridges, logs) are told.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
@@ -87,6 +102,19 @@ pub enum EngineEvent {
         state: LinkState,
         /// Plain words on why, when there is a reason worth showing.
         detail: Option<String>,
+    },
+    /// A subscriber answered a notification, or failed to in time.
+    Delivery {
+        subscriber: SubscriberInfo,
+        event_id: String,
+        event_name: &'static str,
+        outcome: Delivery,
+    },
+    /// The authorization server issued or refused a token.
+    Token {
+        client_id: String,
+        /// The granted scopes, or why the request was refused.
+        outcome: Result<String, String>,
     },
     /// The hub sent a SyncError (one it generated, or one a subscriber posted).
     SyncError {
@@ -206,6 +234,7 @@ struct Inner {
     /// endpoint token → (topic, subscription)
     endpoints: Mutex<HashMap<String, (Arc<Topic>, SubId)>>,
     listeners: broadcast::Sender<EngineEvent>,
+    observers: RwLock<Vec<Observer>>,
     next_sub: AtomicU64,
 }
 
@@ -226,6 +255,7 @@ impl Engine {
                 topics: RwLock::new(HashMap::new()),
                 endpoints: Mutex::new(HashMap::new()),
                 listeners,
+                observers: RwLock::new(Vec::new()),
                 next_sub: AtomicU64::new(1),
             }),
         };
@@ -263,9 +293,19 @@ impl Engine {
         self.inner.topics.read().get(topic).cloned()
     }
 
-    fn emit(&self, event: EngineEvent) {
+    /// Tells observers (synchronously) and listeners (through the broadcast channel).
+    pub fn emit(&self, event: EngineEvent) {
+        for observer in self.inner.observers.read().iter() {
+            observer(&event);
+        }
         // No listener is not an error: the headless agent may run without one.
         let _ = self.inner.listeners.send(event);
+    }
+
+    /// Adds an observer that sees every event without loss (a broadcast listener that lags
+    /// misses events; the history must not).
+    pub fn observe(&self, observer: Observer) {
+        self.inner.observers.write().push(observer);
     }
 
     /// Subscribes, re-subscribes or unsubscribes (spec 2-4).
@@ -508,17 +548,8 @@ impl Engine {
                 }
             }
         }
-        for id in overflowed {
-            self.fail_subscriber(
-                &topic,
-                &mut state,
-                id,
-                &change.id,
-                event.name,
-                "did not keep up with notifications (its queue is full) and was unsubscribed",
-            );
-        }
-        drop(state);
+        // Told under the topic's lock, so listeners (history) see changes in the order they
+        // were applied; observers only queue, they never wait.
         if event.name == SYNC_ERROR {
             self.emit(EngineEvent::SyncError {
                 topic: topic.id.clone(),
@@ -530,11 +561,21 @@ impl Engine {
         self.emit(EngineEvent::ContextChanged {
             topic: topic.id.clone(),
             event: event.name,
-            event_id: change.id,
+            event_id: change.id.clone(),
             requester: grant.client_name.clone(),
             summary: applied.summary.map(Box::new),
             frame: applied.frame,
         });
+        for id in overflowed {
+            self.fail_subscriber(
+                &topic,
+                &mut state,
+                id,
+                &change.id,
+                event.name,
+                "did not keep up with notifications (its queue is full) and was unsubscribed",
+            );
+        }
         Ok(())
     }
 
@@ -570,6 +611,17 @@ impl Engine {
             return;
         };
         let answered = awaiting.remove(pos).map(|a| a.event_name).unwrap_or("");
+        self.emit(EngineEvent::Delivery {
+            subscriber: sub.info.clone(),
+            event_id: reply.id.clone(),
+            event_name: answered,
+            outcome: match reply.status {
+                None | Some(200..=299) => Delivery::Acknowledged {
+                    status: reply.status.unwrap_or(200),
+                },
+                Some(status) => Delivery::Refused { status },
+            },
+        });
         match reply.status {
             // No status (`@medplum/core`) means received; any 2xx is success (spec 2-5).
             None | Some(200..=299) => {
@@ -789,6 +841,14 @@ impl Engine {
                 );
             }
             for (id, event_id, event_name) in unresponsive {
+                if let Some(sub) = state.subs.get(&id) {
+                    self.emit(EngineEvent::Delivery {
+                        subscriber: sub.info.clone(),
+                        event_id: event_id.to_string(),
+                        event_name,
+                        outcome: Delivery::TimedOut,
+                    });
+                }
                 self.fail_subscriber(
                     &topic,
                     &mut state,

@@ -14,6 +14,8 @@ mod contexts;
 mod ids;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};
-pub use engine::{CurrentContext, Engine, EngineEvent, LinkState};
+pub use engine::{
+    CurrentContext, Delivery, Engine, EngineEvent, LinkState, Observer, SubscriberInfo,
+};
 pub use server::{Authenticated, HubState, Refusal, router, serve};
 pub use settings::HubSettings;

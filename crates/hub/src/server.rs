@@ -6,7 +6,8 @@
 
 use crate::auth::{Authority, TokenError, TokenGrant};
 use crate::engine::{
-    CloseOrder, ConnectError, Connection, CurrentContext, Engine, PublishError, SubscribeError,
+    CloseOrder, ConnectError, Connection, CurrentContext, Engine, EngineEvent, PublishError,
+    SubscribeError,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -375,7 +376,28 @@ async fn token(
     }
 }
 
+/// Answers a token request and tells the engine's observers (the audit trail) either way.
 fn issue_token(state: &HubState, headers: &HeaderMap, raw: &[u8]) -> Result<String, TokenError> {
+    let mut claimed = None;
+    let result = grant_token(state, headers, raw, &mut claimed);
+    state.engine.emit(EngineEvent::Token {
+        client_id: claimed.unwrap_or_default(),
+        outcome: match &result {
+            Ok((_, scope)) => Ok(scope.clone()),
+            Err(e) => Err(e.to_string()),
+        },
+    });
+    result.map(|(body, _)| body)
+}
+
+/// The token response body and the granted scope; `claimed` learns the client id as soon as
+/// the request names one.
+fn grant_token(
+    state: &HubState,
+    headers: &HeaderMap,
+    raw: &[u8],
+    claimed: &mut Option<String>,
+) -> Result<(String, String), TokenError> {
     let form: TokenForm = serde_urlencoded_form(raw)?;
     if form.grant_type.as_deref() != Some("client_credentials") {
         return Err(match form.grant_type {
@@ -399,13 +421,14 @@ fn issue_token(state: &HubState, headers: &HeaderMap, raw: &[u8]) -> Result<Stri
         (None, Some(secret)) => (form.client_id.ok_or(TokenError::InvalidClient)?, secret),
         (None, None) => return Err(TokenError::InvalidClient),
     };
+    *claimed = Some(client_id.clone());
     let client = state.authority.authenticate(&client_id, &secret)?.clone();
     let issued =
         state
             .authority
             .issue(&client, form.scope.as_deref(), state.session_topic.clone())?;
     tracing::info!(client = %client.client_id, scope = %issued.scope, "token issued");
-    Ok(json!({
+    let body = json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
@@ -413,7 +436,8 @@ fn issue_token(state: &HubState, headers: &HeaderMap, raw: &[u8]) -> Result<Stri
         "hub.url": state.hub_url(),
         "hub.topic": &*issued.topic,
     })
-    .to_string())
+    .to_string();
+    Ok((body, issued.scope))
 }
 
 /// Reads the token form, refusing repeated parameters (RFC 6749 §3.2).

@@ -281,6 +281,7 @@ struct Worker {
     lost_unreported: u64,
     prune: Option<retention::Run>,
     prune_waiters: Vec<Reply<Result<PruneReport, StoreError>>>,
+    flush_waiters: Vec<Reply<Result<(), u64>>>,
     next_prune: Option<Instant>,
 }
 
@@ -301,6 +302,7 @@ impl Worker {
             lost_unreported: 0,
             prune: None,
             prune_waiters: Vec::new(),
+            flush_waiters: Vec::new(),
             next_prune,
         }
     }
@@ -322,6 +324,7 @@ impl Worker {
             };
             self.commit_pending();
             self.report_overflow();
+            self.answer_flushes();
             if stop {
                 break;
             }
@@ -333,6 +336,7 @@ impl Worker {
         }
         self.commit_pending();
         self.report_overflow();
+        self.answer_flushes();
         for waiter in self.prune_waiters.drain(..) {
             waiter.send(Err(StoreError::WriterStopped));
         }
@@ -365,12 +369,9 @@ impl Worker {
         match msg {
             Msg::History(record) => self.history.push(*record),
             Msg::Audit(record) => self.audit.push(*record),
-            Msg::Flush(reply) => {
-                self.commit_pending();
-                self.report_overflow();
-                let lost = std::mem::take(&mut self.lost_since_flush);
-                reply.send(if lost == 0 { Ok(()) } else { Err(lost) });
-            }
+            // Answered after the batch commits: concurrent flushes share one commit (group
+            // commit), so a caller that waits for durability costs one fsync per batch.
+            Msg::Flush(reply) => self.flush_waiters.push(reply),
             Msg::Prune(reply) => {
                 self.prune_waiters.push(reply);
                 self.prune.get_or_insert_with(retention::Run::default);
@@ -378,6 +379,17 @@ impl Worker {
             Msg::Shutdown => return true,
         }
         false
+    }
+
+    /// Tells every waiting flush whether records were lost since the last answer.
+    fn answer_flushes(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let lost = std::mem::take(&mut self.lost_since_flush);
+        for waiter in self.flush_waiters.drain(..) {
+            waiter.send(if lost == 0 { Ok(()) } else { Err(lost) });
+        }
     }
 
     fn commit_pending(&mut self) {

@@ -20,6 +20,40 @@ pub struct Config {
     /// Applications allowed to join the clinician's session.
     pub apps: Vec<AppConfig>,
     pub log: LogConfig,
+    pub history: HistoryConfig,
+    pub audit: AuditConfig,
+}
+
+/// `[history]`: the context history in the local database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Days of history kept; 0 keeps it forever.
+    pub retain_days: u32,
+    /// A cap on the database's size in megabytes (history and audit together, oldest rows
+    /// first); 0 is no cap.
+    pub max_megabytes: u64,
+    /// The database file; by default `lockstep.db` in the data folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<std::path::PathBuf>,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retain_days: 30,
+            max_megabytes: 0,
+            database: None,
+        }
+    }
+}
+
+/// `[audit]`: the audit trail (in the same database).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days of audit trail kept; 0 (the default) keeps it forever.
+    pub retain_days: u32,
 }
 
 /// An application allowed to join the session (`[[apps]]`).

@@ -4,12 +4,14 @@
 
 pub mod client;
 pub mod config;
+pub mod history;
 pub mod logging;
 pub mod paths;
 pub mod secrets;
 
 pub use config::{AppConfig, Config, ConfigError};
 
+use history::History;
 use lockstep_fhircast::ScopeSet;
 use lockstep_fhircast::summary::ContextSummary;
 use lockstep_hub::{Authority, ClientRegistration, Engine, EngineEvent, HubState};
@@ -28,6 +30,8 @@ pub enum AgentError {
     Bind { port: u16, source: std::io::Error },
     #[error("app `{client_id}`: the keyring has no secret named `{key}`")]
     MissingSecret { client_id: String, key: String },
+    #[error("cannot open the history database: {0}")]
+    History(lockstep_store::StoreError),
     #[error("app `{client_id}`: no client_secret or client_secret_key")]
     NoSecret { client_id: String },
     #[error("app `{client_id}`: {source}")]
@@ -81,7 +85,22 @@ impl Agent {
         let engine = Engine::new(settings.clone());
         let topic = engine.create_topic();
         let authority = Arc::new(Authority::new(clients, settings.token_lifetime()));
-        let state = HubState::new(engine.clone(), authority, topic.clone(), port);
+        let history = {
+            let (config, engine, topic) = (config.clone(), engine.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || History::start(&config, &engine, topic))
+                .await
+                .map_err(|e| {
+                    AgentError::History(lockstep_store::StoreError::Io(std::io::Error::other(e)))
+                })?
+                .map_err(AgentError::History)?
+        };
+        let mut state = HubState::new(engine.clone(), authority, topic.clone(), port);
+        state.extension = history.routes();
+        let recorder = history.clone();
+        state.on_record = Some(Arc::new(move || {
+            let recorder = recorder.clone();
+            Box::pin(async move { recorder.on_record().await })
+        }));
         let hub_url = state.hub_url();
 
         let (context_tx, context_rx) = watch::channel(None);
@@ -110,6 +129,7 @@ impl Agent {
                 port,
                 topic,
                 engine,
+                history,
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
                 ended: ended_rx,
@@ -193,6 +213,7 @@ struct HandleInner {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// Becomes true when the server has stopped, for whatever reason.
     ended: watch::Receiver<bool>,
+    history: Arc<History>,
 }
 
 impl AgentHandle {
@@ -215,6 +236,11 @@ impl AgentHandle {
         &self.inner.engine
     }
 
+    /// Context history and the audit trail.
+    pub fn history(&self) -> &Arc<History> {
+        &self.inner.history
+    }
+
     /// The current context's summary, updated on every change (no polling).
     pub fn watch_context(&self) -> watch::Receiver<Option<ContextSummary>> {
         self.inner.context.clone()
@@ -228,6 +254,9 @@ impl AgentHandle {
             let _ = stop.send(());
         }
         self.stopped().await;
+        let history = self.inner.history.clone();
+        // Draining the writer blocks on the disk.
+        let _ = tokio::task::spawn_blocking(move || history.shutdown()).await;
     }
 
     /// Resolves when the hub has stopped (after `shutdown`, or on its own if it failed).

@@ -17,5 +17,5 @@ pub use auth::{Authority, ClientRegistration, TokenGrant};
 pub use engine::{
     CurrentContext, Delivery, Engine, EngineEvent, LinkState, Observer, SubscriberInfo,
 };
-pub use server::{Authenticated, HubState, Refusal, router, serve};
+pub use server::{Authenticated, HubState, OnRecord, Refusal, router, serve};
 pub use settings::HubSettings;

@@ -25,6 +25,7 @@ use lockstep_fhircast::{ContextChange, EventSpec, FHIRCAST_VERSION, Subscription
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -52,7 +53,13 @@ pub struct HubState {
     /// More routes served behind the same guards (Host, Origin, body limit), e.g. the agent's
     /// history API; handlers authenticate with [`Authenticated`].
     pub extension: Router<HubState>,
+    /// Awaited after an accepted change is delivered and before it is answered 2xx: the agent
+    /// makes it wait for the change's history row, so what was acknowledged is on record.
+    pub on_record: Option<OnRecord>,
 }
+
+/// See [`HubState::on_record`].
+pub type OnRecord = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl HubState {
     pub fn new(
@@ -72,6 +79,7 @@ impl HubState {
                 format!("[::1]:{port}"),
             ],
             extension: Router::new(),
+            on_record: None,
         }
     }
 
@@ -533,7 +541,7 @@ async fn hub_post(
     let raw = body(raw, &state)?;
     match classify(&headers, &raw)? {
         HubPost::Subscription(req) => subscribe(&state, &grant, req),
-        HubPost::ContextChange(change) => publish(&state, &grant, change),
+        HubPost::ContextChange(change) => publish(&state, &grant, change).await,
     }
 }
 
@@ -550,7 +558,7 @@ async fn topic_post(
             "the topic in the URL differs from event.hub.topic",
         ));
     }
-    publish(&state, &grant, change)
+    publish(&state, &grant, change).await
 }
 
 fn subscribe(
@@ -577,7 +585,7 @@ fn subscribe(
     Ok(json_response(StatusCode::ACCEPTED, body.to_string()))
 }
 
-fn publish(
+async fn publish(
     state: &HubState,
     grant: &TokenGrant,
     change: ContextChange,
@@ -593,6 +601,10 @@ fn publish(
         Refusal::new(status, error.to_string())
     })?;
     tracing::info!(client = %grant.client_id, event, "context change accepted");
+    // Delivery has happened; the answer waits until the change is on record.
+    if let Some(on_record) = &state.on_record {
+        on_record().await;
+    }
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

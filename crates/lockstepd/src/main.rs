@@ -4,7 +4,9 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lockstep_agent::client::HubClient;
+use lockstep_agent::history;
 use lockstep_agent::{Config, config::ConfigSources};
+use lockstep_store::AuditFormat;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -78,6 +80,42 @@ enum Command {
     },
     /// Print the current context of the session.
     Context(AppCredentials),
+    /// Search the context history (newest first), from the local database.
+    History {
+        /// Filters, as `key=value`: patient (MRN), accession, uid, event, app, text, from, to
+        /// (RFC 3339), limit, before (row id, for the next page).
+        #[arg(value_name = "FILTER")]
+        filters: Vec<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail: verify its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the hash chain; exits non-zero and names the first broken row if it was tampered with.
+    Verify,
+    /// Write every audit row, oldest first.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    /// JSON Lines: one object per row.
+    Json,
 }
 
 fn main() -> std::process::ExitCode {
@@ -160,6 +198,75 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let client = sign_in(&app, &config).await?;
             println!("{}", client.current_context().await?);
             Ok(())
+        }
+        Command::History { filters, json } => {
+            let query = history::query_from_params(
+                filters.iter().map(|f| f.split_once('=').unwrap_or((f, ""))),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let store = history::open_store(&config)?;
+            let entries = store.history(&query)?;
+            for entry in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(entry)?);
+                } else {
+                    let s = &entry.summary;
+                    println!(
+                        "{:>6}  {}  {:<24} {:<28} {:<12} {:<12} {}",
+                        entry.id,
+                        entry.at,
+                        entry.event,
+                        s.patient_name.as_deref().unwrap_or("-"),
+                        s.patient_mrn.as_deref().unwrap_or("-"),
+                        s.study_accession.as_deref().unwrap_or("-"),
+                        entry.app
+                    );
+                }
+            }
+            if !json {
+                eprintln!(
+                    "lockstepd: {} entr{}",
+                    entries.len(),
+                    if entries.len() == 1 { "y" } else { "ies" }
+                );
+            }
+            Ok(())
+        }
+        Command::Audit { action } => {
+            let store = history::open_store(&config)?;
+            match action {
+                AuditAction::Verify => {
+                    let report = store.verify_audit()?;
+                    if let Some(broken) = &report.broken {
+                        bail!(
+                            "the audit trail was altered: row {} ({:?})",
+                            broken.id,
+                            broken.reason
+                        );
+                    }
+                    println!(
+                        "audit trail intact: {} rows checked, head {}",
+                        report.rows_checked, report.head_hash
+                    );
+                    Ok(())
+                }
+                AuditAction::Export { format, output } => {
+                    let format = match format {
+                        ExportFormat::Csv => AuditFormat::Csv,
+                        ExportFormat::Json => AuditFormat::JsonLines,
+                    };
+                    let rows = match output {
+                        Some(path) => {
+                            let file = std::fs::File::create(&path)
+                                .with_context(|| format!("creating {}", path.display()))?;
+                            store.export_audit(format, std::io::BufWriter::new(file))?
+                        }
+                        None => store.export_audit(format, std::io::stdout().lock())?,
+                    };
+                    eprintln!("lockstepd: {rows} audit rows exported");
+                    Ok(())
+                }
+            }
         }
     }
 }

@@ -164,7 +164,7 @@ async fn refused_tokens_are_audited() {
         .unwrap();
     let refused = audit
         .iter()
-        .find(|a| a.kind.to_string() == "token.refused")
+        .find(|a| a.kind == "token.refused")
         .expect("a token.refused row");
     assert_eq!(refused.actor, "ris");
     agent.shutdown().await;
@@ -289,10 +289,7 @@ async fn reopen_republishes_a_past_open_as_a_new_event_and_audits_it() {
         .store()
         .audit(&AuditQuery::default())
         .unwrap();
-    let row = audit
-        .iter()
-        .find(|a| a.kind.to_string() == "history.reopened")
-        .unwrap();
+    let row = audit.iter().find(|a| a.kind == "history.reopened").unwrap();
     assert_eq!(row.actor, "the radiologist");
     agent.shutdown().await;
 }

@@ -4,10 +4,11 @@
 SHELL := bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
-# GUI tests need an X display and a D-Bus session bus (the tray menu is read over it).
+# GUI tests run under a virtual display and session bus; each also starts its own X server and
+# bus, so tests side by side never share a window, the keyboard focus or a tray menu.
 HEADLESS_GUI := xvfb-run -a dbus-run-session --
 
-.PHONY: run test build fmt lint deps
+.PHONY: run test build fmt lint deps screenshots
 
 deps:
 	scripts/install-deps
@@ -17,6 +18,10 @@ run: deps
 
 test: deps lint
 	$(HEADLESS_GUI) $(CARGO) nextest run --workspace
+
+# The windows as the README shows them, taken by the end-to-end tests.
+screenshots: deps
+	LOCKSTEP_SCREENSHOTS=$(CURDIR)/docs/screenshots $(HEADLESS_GUI) $(CARGO) nextest run -p lockstep --test e2e
 
 build: deps
 	$(CARGO) build --workspace --all-targets

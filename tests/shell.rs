@@ -1,16 +1,28 @@
-//! The desktop shell end to end: the built `lockstep` binary with and without a display.
+//! The desktop shell end to end: the built `lockstep` binary with and without a display, its
+//! tray driven over D-Bus as a panel would (`com.canonical.dbusmenu`), its windows found with
+//! xdotool.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use common::tray::TrayMenu;
-use common::{CLIENT_ID, CLIENT_SECRET, Display, Lockstep, eventually, gui_available, http_get};
-use lockstep_agent::client::HubClient;
-use serde_json::json;
+use common::{
+    Display, Lockstep, PACS, RIS, Subscriber, descendants, eventually, gui_available, http_get,
+    jane_study, publish, read_lines,
+};
 
 const NO_PATIENT: &str = "No patient in context";
-const WINDOW_TITLE: &str = "Lockstep — Current context";
+const JANE_LINE: &str = "DOE, Jane · 1970-01-02 · MRN 12345";
+const CURRENT_TITLE: &str = "Lockstep — Current context";
+const MENU: [&str; 6] = [
+    "Show current context",
+    "History…",
+    "Pause following",
+    "Settings…",
+    "About",
+    "Quit",
+];
 
 #[test]
 fn without_a_display_the_agent_runs_headless_and_stops_on_sigterm() {
@@ -33,7 +45,7 @@ fn headless_flag_runs_the_agent_without_the_tray_even_with_a_display() {
     if !gui_available() {
         return;
     }
-    let mut lockstep = Lockstep::start(Display::Inherit, &["--headless"]);
+    let mut lockstep = Lockstep::start(Display::Own, &["--headless"]);
     let origin = lockstep.wait_for_hub();
     let (status, _) = http_get(&origin, "/.well-known/smart-configuration").expect("hub answers");
     assert_eq!(status, 200);
@@ -59,66 +71,76 @@ fn a_configuration_error_exits_with_status_2() {
 }
 
 #[test]
-fn the_tray_follows_the_context_and_the_window_shows_it() {
+fn the_tray_shows_the_patient_and_show_opens_the_current_context_window() {
     if !gui_available() {
         return;
     }
-    let mut lockstep = Lockstep::start(Display::Inherit, &[]);
+    let mut lockstep = Lockstep::start(Display::Own, &[]);
     let origin = lockstep.wait_for_hub();
     lockstep.wait_for_line("tray ready");
 
-    let menu = TrayMenu::of_process(lockstep.pid());
+    let menu = lockstep.tray();
     let items = menu.items();
     assert_eq!(items[0].label, NO_PATIENT, "{items:?}");
     assert!(
         !items[0].enabled,
         "the patient line is a label, not an action"
     );
-    let labels = menu.labels();
-    assert_eq!(labels[1..], ["Show current context", "Quit"], "{labels:?}");
+    assert_eq!(menu.labels()[1..], MENU, "{items:?}");
+    eventually("the idle icon", || {
+        (menu.icon_state()? == "idle").then_some(())
+    });
 
     assert!(
-        !windows_of(lockstep.pid())
-            .iter()
-            .any(|(_, name)| name == WINDOW_TITLE),
+        lockstep
+            .x()
+            .window_titled(lockstep.pid(), CURRENT_TITLE)
+            .is_none(),
         "a window exists before anyone asked for it"
     );
     assert_eq!(
-        web_processes_of(lockstep.pid()),
-        0,
+        webkit_processes(lockstep.pid()),
+        Vec::<String>::new(),
         "an idle tray must not run a web view"
     );
 
-    open_study(&origin);
+    publish(&origin, RIS, "ImagingStudy-open", jane_study()).expect("publish");
     eventually("the tray to show the patient", || {
-        let first = menu.labels().into_iter().next()?;
-        (first == "DOE, Jane · 1970-01-02 · MRN 12345").then_some(())
+        (menu.labels().first()? == JANE_LINE).then_some(())
+    });
+    eventually("the patient icon", || {
+        (menu.icon_state()? == "patient").then_some(())
     });
 
     menu.click("Show current context");
-    let window = eventually("the current-context window", || {
-        windows_of(lockstep.pid())
-            .into_iter()
-            .find(|(_, name)| name == WINDOW_TITLE)
+    eventually("the current-context window", || {
+        lockstep.x().window_titled(lockstep.pid(), CURRENT_TITLE)
     });
     eventually("the window's web view to start", || {
-        (web_processes_of(lockstep.pid()) > 0).then_some(())
+        web_content_processes(lockstep.pid()).then_some(())
     });
-    if let Some(path) = std::env::var_os("LOCKSTEP_SCREENSHOT") {
-        screenshot(&window.0, &path);
-    }
 
     // Asking again focuses the open window rather than opening a second one.
     menu.click("Show current context");
     assert!(lockstep.is_running());
-    let titled = |name: &String| name == WINDOW_TITLE;
-    assert_eq!(
-        windows_of(lockstep.pid())
-            .iter()
-            .filter(|(_, name)| titled(name))
-            .count(),
-        1
-    );
+    let titled = lockstep
+        .x()
+        .windows_of(lockstep.pid())
+        .into_iter()
+        .filter(|(_, name)| name == CURRENT_TITLE)
+        .count();
+    assert_eq!(titled, 1);
+
+    // Closing it (Ctrl+W, as in any desktop app) destroys it and its web content process;
+    // the tray keeps running.
+    lockstep
+        .x()
+        .close_with_keyboard(lockstep.pid(), CURRENT_TITLE);
+    eventually("the web content process to end", || {
+        (!web_content_processes(lockstep.pid())).then_some(())
+    });
+    assert!(lockstep.is_running(), "closing the window ended the app");
+    assert_eq!(menu.labels().first().map(String::as_str), Some(JANE_LINE));
 
     let exit = lockstep.terminate();
     assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
@@ -130,18 +152,135 @@ fn the_tray_follows_the_context_and_the_window_shows_it() {
 }
 
 #[test]
+fn pause_in_the_tray_refuses_context_changes_until_resume() {
+    if !gui_available() {
+        return;
+    }
+    let mut lockstep = Lockstep::start(Display::Own, &[]);
+    let origin = lockstep.wait_for_hub();
+    lockstep.wait_for_line("tray ready");
+    let menu = lockstep.tray();
+
+    menu.click("Pause following");
+    eventually("the menu to offer Resume", || {
+        menu.labels().contains(&"Resume".to_owned()).then_some(())
+    });
+    eventually("the paused icon", || {
+        (menu.icon_state()? == "paused").then_some(())
+    });
+    let refused = publish(&origin, RIS, "ImagingStudy-open", jane_study())
+        .expect_err("a context change while paused");
+    assert!(refused.contains("409"), "{refused}");
+    assert_eq!(menu.labels().first().map(String::as_str), Some(NO_PATIENT));
+
+    menu.click("Resume");
+    eventually("the menu to offer Pause following", || {
+        menu.labels()
+            .contains(&"Pause following".to_owned())
+            .then_some(())
+    });
+    publish(&origin, RIS, "ImagingStudy-open", jane_study()).expect("accepted once resumed");
+    eventually("the patient icon", || {
+        (menu.icon_state()? == "patient").then_some(())
+    });
+
+    let exit = lockstep.terminate();
+    assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
+}
+
+#[test]
+fn an_app_that_refuses_shows_as_a_sync_problem_and_is_notified() {
+    if !gui_available() {
+        return;
+    }
+    let mut lockstep = Lockstep::start(Display::Own, &[]);
+    let origin = lockstep.wait_for_hub();
+    lockstep.wait_for_line("tray ready");
+    let menu = lockstep.tray();
+    let bus = lockstep.bus.clone().expect("a session bus");
+    // Whatever the app asks the notification service, as the bus sees it (there is no
+    // notification daemon here: the call itself is what is checked).
+    let mut monitor = Command::new("dbus-monitor")
+        .args([
+            "--address",
+            &bus.address,
+            "type='method_call',interface='org.freedesktop.Notifications'",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run dbus-monitor");
+    let (_, notifications) = read_lines(monitor.stdout.take().expect("piped stdout"));
+
+    let _pacs = Subscriber::start(&origin, PACS, "ImagingStudy-open", 500);
+    publish(&origin, RIS, "ImagingStudy-open", jane_study()).expect("publish");
+
+    eventually("the problem icon", || {
+        (menu.icon_state()? == "problem").then_some(())
+    });
+    eventually("a notification naming the app", || {
+        let seen = notifications.lock().unwrap().clone();
+        (seen.contains("Notify") && seen.contains("PACS viewer is out of step")).then_some(())
+    });
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+
+    let exit = lockstep.terminate();
+    assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
+}
+
+#[test]
+fn a_second_launch_shows_the_first_instance_and_exits_0() {
+    if !gui_available() {
+        return;
+    }
+    let mut first = Lockstep::start(Display::Own, &[]);
+    first.wait_for_hub();
+    first.wait_for_line("tray ready");
+    assert!(
+        first
+            .x()
+            .window_titled(first.pid(), CURRENT_TITLE)
+            .is_none()
+    );
+
+    let mut second = Lockstep::start_in(
+        Arc::clone(&first.home),
+        first.x.clone(),
+        first.bus.clone(),
+        &[],
+    );
+    let exit = second.wait_for_exit();
+    assert!(exit.success(), "exit {exit}; log:\n{}", second.log());
+    assert!(
+        !second.log().contains("hub ready"),
+        "the second launch started an agent:\n{}",
+        second.log()
+    );
+
+    eventually("the first instance's window", || {
+        first.x().window_titled(first.pid(), CURRENT_TITLE)
+    });
+    first.wait_for_line("launched again");
+    assert!(first.is_running());
+
+    let exit = first.terminate();
+    assert!(exit.success(), "exit {exit}; log:\n{}", first.log());
+}
+
+#[test]
 fn quit_in_the_tray_stops_the_agent_and_exits_0() {
     if !gui_available() {
         return;
     }
-    let mut lockstep = Lockstep::start(Display::Inherit, &[]);
+    let mut lockstep = Lockstep::start(Display::Own, &[]);
     let origin = lockstep.wait_for_hub();
     lockstep.wait_for_line("tray ready");
 
-    TrayMenu::of_process(lockstep.pid()).click("Quit");
+    lockstep.tray().click("Quit");
 
     let exit = lockstep.wait_for_exit();
-    assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
+    assert_eq!(exit.code(), Some(0), "log:\n{}", lockstep.log());
     let log = lockstep.log();
     assert!(
         log.contains("hub stopped") && log.contains("agent stopped"),
@@ -153,91 +292,126 @@ fn quit_in_the_tray_stops_the_agent_and_exits_0() {
     );
 }
 
-/// Publishes ImagingStudy-open for Jane Doe, as a PACS would.
-fn open_study(origin: &str) {
-    let patient = json!({
-        "resourceType": "Patient",
-        "id": "pat-1",
-        "name": [{"family": "Doe", "given": ["Jane"]}],
-        "birthDate": "1970-01-02",
-        "gender": "female",
-        "identifier": [{
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
-            "system": "urn:oid:1.2.36.146.595.217.0.1",
-            "value": "12345"
-        }]
+/// Measures what the tray costs: the resident memory of the app and every process it
+/// started, idle and with each window open. Prints the figures (they are for the README and
+/// for people, not thresholds); asserts only that the idle tray runs no web view.
+#[test]
+fn footprint_of_the_idle_tray_and_of_each_window() {
+    if !gui_available() {
+        return;
+    }
+    let mut lockstep = Lockstep::start(Display::Own, &[]);
+    let origin = lockstep.wait_for_hub();
+    lockstep.wait_for_line("tray ready");
+    let menu = lockstep.tray();
+    publish(&origin, RIS, "ImagingStudy-open", jane_study()).expect("publish");
+    eventually("the tray to show the patient", || {
+        (menu.labels().first()? == JANE_LINE).then_some(())
     });
-    let study = json!({
-        "resourceType": "ImagingStudy",
-        "id": "study-1",
-        "status": "available",
-        "subject": {"reference": "Patient/pat-1"},
-        "identifier": [
-            {"system": "urn:dicom:uid", "value": "urn:oid:1.2.840.113619.2.55.3.604688119"},
-            {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]},
-                "value": "ACC-20260412-0042"
-            }
-        ],
-        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}],
-        "description": "CT chest with contrast"
-    });
-    let context = json!([
-        {"key": "study", "resource": study},
-        {"key": "patient", "resource": patient}
-    ]);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime
-        .block_on(async {
-            let client = HubClient::sign_in(origin, CLIENT_ID, CLIENT_SECRET, None).await?;
-            client.publish("ImagingStudy-open", context, None).await
-        })
-        .expect("publish ImagingStudy-open");
+    let pid = lockstep.pid();
+    let settle = || std::thread::sleep(std::time::Duration::from_secs(3));
+
+    settle();
+    let mut report = vec![("idle tray".to_owned(), Footprint::of(pid))];
+    assert!(
+        webkit_processes(pid).is_empty(),
+        "an idle tray must not run a web view"
+    );
+    for (item, title) in [
+        ("Show current context", CURRENT_TITLE),
+        ("History…", "Lockstep — Context history"),
+        ("Settings…", "Lockstep — Settings"),
+        ("About", "About Lockstep"),
+    ] {
+        menu.click(item);
+        eventually(title, || lockstep.x().window_titled(pid, title));
+        eventually("its web view", || web_content_processes(pid).then_some(()));
+        settle();
+        report.push((format!("{title} open"), Footprint::of(pid)));
+        lockstep.x().close_with_keyboard(pid, title);
+        eventually("its web content process to end", || {
+            (!web_content_processes(pid)).then_some(())
+        });
+    }
+    settle();
+    report.push((
+        "tray after closing every window".to_owned(),
+        Footprint::of(pid),
+    ));
+
+    let mut table = String::from("what | processes | RSS (MiB) | PSS (MiB)\n---|---|---|---\n");
+    for (what, footprint) in &report {
+        table.push_str(&format!(
+            "{what} | {} | {:.0} | {:.0}\n",
+            footprint.processes.join(", "),
+            footprint.rss_kib as f64 / 1024.0,
+            footprint.pss_kib as f64 / 1024.0
+        ));
+    }
+    eprintln!("{table}");
+    if let Some(path) = std::env::var_os("LOCKSTEP_FOOTPRINT") {
+        std::fs::write(path, &table).expect("write the footprint report");
+    }
+
+    let exit = lockstep.terminate();
+    assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
 }
 
-/// The process's X windows that have a name: (window id, name).
-fn windows_of(pid: u32) -> Vec<(String, String)> {
-    let search = Command::new("xdotool")
-        .args(["search", "--pid", &pid.to_string(), "--name", "."])
-        .output()
-        .expect("run xdotool");
-    String::from_utf8_lossy(&search.stdout)
-        .lines()
-        .filter_map(|id| {
-            let name = Command::new("xdotool")
-                .args(["getwindowname", id])
-                .output()
-                .ok()?;
-            let name = String::from_utf8_lossy(&name.stdout).trim().to_owned();
-            Some((id.to_owned(), name))
-        })
+/// The memory of a process and all its descendants.
+struct Footprint {
+    processes: Vec<String>,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+impl Footprint {
+    fn of(pid: u32) -> Self {
+        let mut processes = Vec::new();
+        let (mut rss_kib, mut pss_kib) = (0, 0);
+        for process in std::iter::once(pid).chain(descendants(pid)) {
+            let proc = format!("/proc/{process}");
+            let field = |file: &str, name: &str| -> u64 {
+                std::fs::read_to_string(format!("{proc}/{file}"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            rss_kib += field("status", "VmRSS:");
+            pss_kib += field("smaps_rollup", "Pss:");
+            processes.push(comm(process).unwrap_or_default());
+        }
+        Self {
+            processes,
+            rss_kib,
+            pss_kib,
+        }
+    }
+}
+
+fn comm(pid: u32) -> Option<String> {
+    Some(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// The names of the WebKit helper processes (web content, network) the app has started.
+fn webkit_processes(pid: u32) -> Vec<String> {
+    descendants(pid)
+        .into_iter()
+        .filter_map(comm)
+        .filter(|name| name.starts_with("WebKit"))
         .collect()
 }
 
-/// How many WebKit helper processes (web content, network) the process has started.
-fn web_processes_of(pid: u32) -> usize {
-    let entries = std::fs::read_dir("/proc").expect("read /proc");
-    entries
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
-        .filter(|stat| {
-            // "PID (COMM) STATE PPID ...": COMM may hold spaces, so split at its last ')'.
-            let Some((head, tail)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let parent = tail.split_whitespace().nth(1);
-            head.contains("(WebKit") && parent == Some(pid.to_string().as_str())
-        })
-        .count()
-}
-
-/// Saves the window as it looks once its page has rendered (for docs and for a person to
-/// check); not an assertion.
-fn screenshot(window: &str, path: &std::ffi::OsStr) {
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let status = Command::new("import")
-        .args(["-window", window])
-        .arg(path)
-        .status()
-        .expect("run ImageMagick import");
-    assert!(status.success(), "screenshot failed");
+/// Whether a web content process (one per open web view) runs. WebKitGTK keeps its network
+/// process once started, so only content processes say whether a window is open.
+fn web_content_processes(pid: u32) -> bool {
+    webkit_processes(pid)
+        .iter()
+        .any(|name| name.starts_with("WebKitWebProces"))
 }

@@ -1,14 +1,9 @@
-// The current-context window: asks the shell for the context once, then follows its changes.
+// The current-context window: asks the shell for everything once, then follows the changes the
+// agent pushes (context, connected apps, state). Nothing here polls.
 
-const { invoke } = window.__TAURI__.core;
-const { listen } = window.__TAURI__.event;
+import { $, el, invoke, listen, describeError, formatWhen } from "./lib.js";
 
-const CHANGED_EVENT = "context-changed";
-
-const $ = (id) => document.getElementById(id);
-
-// Every value is set with textContent, never as markup: names and descriptions come from
-// other applications and must not be able to inject anything into this page.
+// Hidden rows stay out of the layout; a value of null hides its row.
 function setField(id, value) {
   const element = $(id);
   element.textContent = value ?? "";
@@ -16,26 +11,96 @@ function setField(id, value) {
   if (row) row.hidden = value == null;
 }
 
-function render(context) {
-  const { patient, study } = context;
-  $("context").dataset.state = patient ? "patient" : "empty";
+const VERBS = { open: "Opened", close: "Closed", update: "Updated", select: "Selected" };
+
+function verbOf(event) {
+  const kind = event.split("-")[1]?.toLowerCase();
+  return VERBS[kind] ?? "Changed";
+}
+
+function renderContext(context) {
+  const { patient, study, report, change } = context;
+  const main = $("context");
+  main.dataset.state = patient ? "patient" : "empty";
   $("eyebrow").textContent = patient ? "Patient in context" : "Current context";
   $("patient-name").textContent = patient ? (patient.name ?? "Unnamed patient") : context.headline;
 
   $("patient-facts").hidden = !patient;
   setField("patient-birth-date", patient?.birthDate);
   setField("patient-sex", patient?.sex);
-  setField("patient-mrn", patient?.mrn);
-  $("patient-mrn-issuer").textContent = patient?.mrnIssuer ?? "";
+
+  const identifiers = $("identifiers");
+  identifiers.replaceChildren(
+    ...(patient?.identifiers ?? []).map((identifier) => {
+      const item = el("li");
+      // Always three cells, so the grid's columns stay aligned when an issuer is unknown.
+      item.append(
+        el("span", "label", identifier.label),
+        el("strong", "value", identifier.value),
+        el("small", "issuer", identifier.issuer ?? ""),
+      );
+      return item;
+    }),
+  );
+  identifiers.hidden = identifiers.children.length === 0;
 
   $("study").hidden = !study;
   setField("study-accession", study?.accession);
   setField("study-modality", study?.modality);
+  setField("study-date", study?.date);
   setField("study-description", study?.description);
-  setField("study-report-status", study?.reportStatus);
+
+  $("report").hidden = !report;
+  setField("report-status", report?.status);
+
+  $("change").hidden = !change;
+  if (change) {
+    const at = new Date(change.at);
+    $("change-verb").textContent = verbOf(change.event);
+    $("change-at").textContent = formatWhen(at);
+    $("change-at").dateTime = change.at;
+    $("change-app").textContent = change.app;
+    $("change-event").textContent = `(${change.event})`;
+  }
 
   $("hub-url").textContent = context.hubUrl;
   $("problem").hidden = true;
+}
+
+function renderLinks(links) {
+  const list = $("links");
+  list.replaceChildren(
+    ...links.map((link) => {
+      const item = el("li", "link-row");
+      item.dataset.state = link.state;
+      item.dataset.problem = String(link.problem);
+      const head = el("div", "link-head");
+      head.append(el("span", "link-name", link.name));
+      if (link.kind === "bridge") head.append(el("span", "kind", "bridge"));
+      head.append(el("span", "pill", link.stateLabel));
+      item.append(head);
+      if (link.detail) item.append(el("p", "link-detail", link.detail));
+      const since = el("p", "link-since", `since ${formatWhen(new Date(link.since))}`);
+      item.append(since);
+      return item;
+    }),
+  );
+  $("no-links").hidden = links.length > 0;
+}
+
+const BANNERS = {
+  paused: "Paused: context changes are refused until you resume.",
+  problem: "An app did not follow the last change: see Connected apps below.",
+};
+
+function renderStatus(status) {
+  const banner = $("status-banner");
+  const text = BANNERS[status.status];
+  banner.hidden = !text;
+  banner.dataset.status = status.status;
+  $("status-text").textContent = text ?? "";
+  $("resume").hidden = status.status !== "paused";
+  document.body.dataset.status = status.status;
 }
 
 // A failure must not leave the last patient on screen looking current.
@@ -43,18 +108,33 @@ function renderProblem(error) {
   $("context").dataset.state = "problem";
   $("eyebrow").textContent = "Current context";
   $("patient-name").textContent = "Context unknown";
-  $("patient-facts").hidden = true;
-  $("study").hidden = true;
+  for (const id of ["patient-facts", "identifiers", "study", "report", "change"]) $(id).hidden = true;
   const problem = $("problem");
-  problem.textContent = error?.message ?? String(error);
+  problem.textContent = describeError(error);
   problem.hidden = false;
 }
 
 async function start() {
+  $("resume").addEventListener("click", () => invoke("set_paused", { paused: false }).catch(renderProblem));
+  for (const button of document.querySelectorAll("[data-open]")) {
+    button.addEventListener("click", () => invoke("open_window", { kind: button.dataset.open }));
+  }
   try {
-    // Listen before asking, so a change that lands between the two is not lost.
-    await listen(CHANGED_EVENT, (event) => render(event.payload));
-    render(await invoke("current_context"));
+    // Listen before asking, so a change that lands between the two is not lost; a change
+    // heard before the answer arrives is newer than the answer, so it wins.
+    const heard = new Set();
+    const follow = (event, render) =>
+      listen(event, (payload) => {
+        heard.add(event);
+        render(payload);
+      });
+    await follow("context-changed", renderContext);
+    await follow("links-changed", renderLinks);
+    await follow("status-changed", renderStatus);
+    const view = await invoke("current_view");
+    if (!heard.has("context-changed")) renderContext(view.context);
+    if (!heard.has("links-changed")) renderLinks(view.links);
+    if (!heard.has("status-changed")) renderStatus(view.status);
   } catch (error) {
     renderProblem(error);
   }

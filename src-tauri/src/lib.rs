@@ -1,7 +1,10 @@
-//! The desktop shell: starts the agent and presents it in the tray and one window. No logic.
+//! The desktop shell: starts the agent and presents it in the tray and its windows. No logic:
+//! the agent decides, the shell shows and passes on what the user asks for.
 
+mod autostart;
 mod commands;
-mod context;
+mod notify;
+mod present;
 mod tray;
 mod view;
 mod window;
@@ -11,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use lockstep_agent::config::{ConfigError, ConfigSources};
 use lockstep_agent::{Agent, AgentHandle, Config};
-use tauri::RunEvent;
+use tauri::{Manager, RunEvent};
 
 /// Command line of the `lockstep` binary; `--config` and `--set` mean what they do for
 /// `lockstepd`.
@@ -78,12 +81,16 @@ fn run_tray(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result
     // One runtime for the agent and for Tauri's async work, so the shell's tasks and the
     // agent's share threads and shut down together.
     tauri::async_runtime::set(runtime.handle().clone());
+    // Built before the agent starts: building runs the single-instance check, and a second
+    // launch must hand over to the first (which shows its window) and exit 0, not fail to
+    // bind the first one's port.
+    let app = build_app().context("starting the tray app")?;
     let agent = runtime
         .block_on(Agent::start(config))
         .context("starting the agent")?;
     let result = Termination::listen(runtime)
         .context("listening for termination signals")
-        .and_then(|termination| run_event_loop(agent.clone(), termination));
+        .and_then(|termination| run_event_loop(app, agent.clone(), termination));
     // Whatever ended the event loop (Quit, a signal, a failure to start), the agent still
     // gets to unsubscribe and close its listeners before the process goes.
     runtime.block_on(agent.shutdown());
@@ -91,17 +98,35 @@ fn run_tray(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result
     result
 }
 
-fn run_event_loop(agent: AgentHandle, termination: Termination) -> anyhow::Result<()> {
-    let app = tauri::Builder::default()
-        .manage(agent.clone())
-        .invoke_handler(tauri::generate_handler![commands::context::current_context])
-        .build(tauri::generate_context!())
-        .context("starting the tray app")?;
+fn build_app() -> tauri::Result<tauri::App> {
+    let builder = tauri::Builder::default()
+        // First, as the plugin asks: a second instance exits before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tracing::info!("Lockstep was launched again: showing this one");
+            window::open(app, window::Kind::Current);
+        }))
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(commands::handler());
+    autostart::register(builder).build(tauri::generate_context!())
+}
+
+fn run_event_loop(
+    app: tauri::App,
+    agent: AgentHandle,
+    termination: Termination,
+) -> anyhow::Result<()> {
     // Done here rather than in `Builder::setup`, whose errors become panics in `run_return`.
     let handle = app.handle();
+    handle.manage(agent.clone());
     tray::install(handle).context("creating the tray icon")?;
-    context::forward_changes(handle.clone(), agent.watch_context());
+    present::start(handle, &agent);
+    autostart::apply(handle, agent.settings().start_at_login);
     termination.quit_app_on_signal(handle.clone());
+    if window::under_automation() {
+        // A WebDriver session attaches to the first web view, and the tray makes none until
+        // asked: give the driver the current-context window to start from.
+        window::open(handle, window::Kind::Current);
+    }
     tracing::info!(hub_url = %agent.hub_url(), "tray ready");
     let code = app.run_return(|_, event| {
         // Closing the last window must leave the tray running: only Quit or a signal, which
@@ -113,6 +138,7 @@ fn run_event_loop(agent: AgentHandle, termination: Termination) -> anyhow::Resul
             api.prevent_exit();
         }
     });
+    present::stop();
     anyhow::ensure!(code == 0, "the tray app exited with status {code}");
     Ok(())
 }

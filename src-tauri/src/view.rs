@@ -1,16 +1,19 @@
-//! What the tray and the window show of the shared context: one shape, owned by the shell.
+//! What the tray and the windows show of the agent: the shapes the pages read, owned by the
+//! shell.
+//!
+//! The pages read these shapes, not the agent's types, so a change in the agent or protocol
+//! crates cannot silently blank a field on screen; every conversion here is display only.
 
+use lockstep_agent::desktop::{LinkView, TrayStatus};
 use lockstep_fhircast::summary::ContextSummary;
 use serde::Serialize;
+use serde_json::Value;
 
 /// The tray's first line when no patient is open.
 pub const NO_PATIENT: &str = "No patient in context";
 
-/// The window's whole state: sent by the `current_context` command and by every
+/// The current-context window's main state: sent by the `current_view` command and by every
 /// `context-changed` event, so the page renders both the same way.
-///
-/// The UI reads this shape, not the agent's summary, so a change in the protocol crates
-/// cannot silently blank a field on screen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CurrentContext {
@@ -19,6 +22,9 @@ pub struct CurrentContext {
     pub headline: String,
     pub patient: Option<Patient>,
     pub study: Option<Study>,
+    pub report: Option<Report>,
+    /// The change that left the context as it is; `None` until the first change.
+    pub change: Option<Change>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +35,18 @@ pub struct Patient {
     pub sex: Option<String>,
     pub mrn: Option<String>,
     pub mrn_issuer: Option<String>,
+    /// Every identifier the patient resource carries, MRN first, each with its issuer.
+    pub identifiers: Vec<Identifier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identifier {
+    /// What kind of number it is: "MRN", a type's text or code, or "ID".
+    pub label: String,
+    pub value: String,
+    /// Who issued it: the assigner's name, else the identifier system.
+    pub issuer: Option<String>,
 }
 
 /// No study instance UID: people check a study by its accession number, and a 60-digit UID
@@ -39,64 +57,174 @@ pub struct Study {
     pub accession: Option<String>,
     pub modality: Option<String>,
     pub description: Option<String>,
-    pub report_status: Option<String>,
+    /// When the study started, as the sender wrote it (`2026-04-12` or with a time).
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub status: String,
+}
+
+/// Who changed the context, with what, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// RFC 3339 (UTC); the page shows it in local time.
+    pub at: String,
+    pub event: String,
+    /// The registered name of the app that asked for the change.
+    pub app: String,
 }
 
 impl CurrentContext {
-    pub fn new(hub_url: String, summary: Option<&ContextSummary>) -> Self {
-        let patient = summary.and_then(Patient::from_summary);
-        let study = summary.and_then(Study::from_summary);
+    /// `context` is the current context array exactly as the hub holds it (for the fields the
+    /// summary does not keep: every identifier, the study date).
+    pub fn new(
+        hub_url: String,
+        summary: Option<&ContextSummary>,
+        context: Option<&str>,
+        change: Option<Change>,
+    ) -> Self {
+        let resources: Value = context
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null);
+        let resource = |key: &str| resource(&resources, key);
+        let patient = summary.and_then(|s| Patient::new(s, resource("patient")));
+        let study = summary.and_then(|s| Study::new(s, resource("study")));
+        let report = summary
+            .and_then(|s| present(&s.report_status))
+            .map(|status| Report {
+                status: capitalise(&status),
+            });
         Self {
             hub_url,
             headline: headline(summary, patient.as_ref()),
             patient,
             study,
+            report,
+            change,
         }
     }
 }
 
 impl Patient {
-    fn from_summary(summary: &ContextSummary) -> Option<Self> {
+    fn new(summary: &ContextSummary, resource: Option<&Value>) -> Option<Self> {
+        let mrn = present(&summary.patient_mrn);
+        let mrn_issuer = present(&summary.patient_mrn_issuer);
+        let mut identifiers = resource.map(identifiers).unwrap_or_default();
+        // The MRN the tray shows comes first, so the two never disagree about which is which.
+        if let Some(mrn) = &mrn {
+            match identifiers.iter().position(|i| &i.value == mrn) {
+                Some(at) => {
+                    let mut first = identifiers.remove(at);
+                    first.label = "MRN".to_owned();
+                    identifiers.insert(0, first);
+                }
+                None => identifiers.insert(
+                    0,
+                    Identifier {
+                        label: "MRN".to_owned(),
+                        value: mrn.clone(),
+                        issuer: mrn_issuer.clone(),
+                    },
+                ),
+            }
+        }
         let patient = Self {
             name: present(&summary.patient_name),
             birth_date: present(&summary.patient_birth_date),
             sex: present(&summary.patient_sex).map(|sex| capitalise(&sex)),
-            mrn: present(&summary.patient_mrn),
-            mrn_issuer: present(&summary.patient_mrn_issuer),
-        };
-        let Self {
-            name,
-            birth_date,
-            sex,
             mrn,
             mrn_issuer,
-        } = &patient;
-        let any = [name, birth_date, sex, mrn, mrn_issuer]
-            .iter()
-            .any(|field| field.is_some());
+            identifiers,
+        };
+        let any = patient.name.is_some()
+            || patient.birth_date.is_some()
+            || patient.sex.is_some()
+            || !patient.identifiers.is_empty();
         any.then_some(patient)
     }
 }
 
 impl Study {
-    fn from_summary(summary: &ContextSummary) -> Option<Self> {
+    fn new(summary: &ContextSummary, resource: Option<&Value>) -> Option<Self> {
         let study = Self {
             accession: present(&summary.study_accession),
             modality: present(&summary.study_modality),
             description: present(&summary.study_description),
-            report_status: present(&summary.report_status),
+            date: resource
+                .and_then(|study| study.get("started"))
+                .and_then(Value::as_str)
+                .and_then(readable_date_time),
         };
-        let Self {
-            accession,
-            modality,
-            description,
-            report_status,
-        } = &study;
-        let any = [accession, modality, description, report_status]
-            .iter()
-            .any(|field| field.is_some());
+        let any = study.accession.is_some()
+            || study.modality.is_some()
+            || study.description.is_some()
+            || study.date.is_some();
         any.then_some(study)
     }
+}
+
+/// The resource under `key` in a FHIRcast context array.
+fn resource<'a>(context: &'a Value, key: &str) -> Option<&'a Value> {
+    context
+        .as_array()?
+        .iter()
+        .find(|entry| entry.get("key").and_then(Value::as_str) == Some(key))?
+        .get("resource")
+}
+
+fn identifiers(resource: &Value) -> Vec<Identifier> {
+    let text = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|identifier| {
+            let value = text(identifier.get("value"))?;
+            let kind = identifier.get("type");
+            let code = kind
+                .and_then(|t| t.get("coding"))
+                .and_then(|c| c.get(0))
+                .and_then(|c| text(c.get("code")));
+            let label = match code.as_deref() {
+                Some("MR") => "MRN".to_owned(),
+                _ => text(kind.and_then(|t| t.get("text")))
+                    .or(code)
+                    .unwrap_or_else(|| "ID".to_owned()),
+            };
+            let issuer = text(identifier.get("assigner").and_then(|a| a.get("display")))
+                .or_else(|| text(identifier.get("system")));
+            Some(Identifier {
+                label,
+                value,
+                issuer,
+            })
+        })
+        .collect()
+}
+
+/// `2026-04-12T09:31:00+02:00` → `2026-04-12 09:31`; a bare date stays as it is. The sender's
+/// own time zone is kept: a study date is read as the modality wrote it.
+fn readable_date_time(value: &str) -> Option<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    Some(match value.split_once('T') {
+        Some((date, time)) if time.len() >= 5 => format!("{date} {}", &time[..5]),
+        Some((date, _)) => date.to_owned(),
+        None => value.to_owned(),
+    })
 }
 
 /// Who is open, in one line that fits a menu: the summary's own patient line.
@@ -118,6 +246,93 @@ fn headline(summary: Option<&ContextSummary>, patient: Option<&Patient>) -> Stri
     }
 }
 
+/// One connected app (or bridge) as the current-context window lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppLink {
+    pub name: String,
+    pub client_id: String,
+    /// `app` or `bridge`.
+    pub kind: String,
+    /// The agent's state name, for styling: `following`, `refused`, ...
+    pub state: String,
+    /// The state in plain words.
+    pub state_label: String,
+    /// Why, in plain words (the last SyncError's reason), when there is one.
+    pub detail: Option<String>,
+    pub since: String,
+    pub problem: bool,
+}
+
+impl From<&LinkView> for AppLink {
+    fn from(link: &LinkView) -> Self {
+        Self {
+            name: link.name.clone(),
+            client_id: link.client_id.clone(),
+            kind: link.kind.to_string(),
+            state: link.state.to_string(),
+            state_label: state_label(link.state).to_owned(),
+            detail: link.detail.clone(),
+            since: link.since.clone(),
+            problem: link.problem,
+        }
+    }
+}
+
+fn state_label(state: &str) -> &'static str {
+    match state {
+        "pending" => "Connecting",
+        "following" => "Following",
+        "refused" => "Refused the last change",
+        "unresponsive" => "Not answering",
+        "gone" => "Disconnected",
+        "unconfirmed" => "Launched, not confirmed",
+        "broken" => "Not working",
+        "off" => "Off",
+        _ => "Unknown state",
+    }
+}
+
+/// The tray's state as windows show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    /// `idle`, `patient`, `problem` or `paused`.
+    pub status: TrayStatus,
+    pub label: &'static str,
+}
+
+impl From<TrayStatus> for StatusView {
+    fn from(status: TrayStatus) -> Self {
+        Self {
+            status,
+            label: status_label(status),
+        }
+    }
+}
+
+pub fn status_label(status: TrayStatus) -> &'static str {
+    match status {
+        TrayStatus::Idle => "No patient in context",
+        TrayStatus::Patient => "In step",
+        TrayStatus::Problem => "Sync problem: an app did not follow",
+        TrayStatus::Paused => "Paused: context changes are refused",
+    }
+}
+
+/// A path as people read it: under the home folder, `~/…` (Linux and macOS).
+pub fn display_path(path: &str) -> String {
+    let home = if cfg!(windows) {
+        None
+    } else {
+        std::env::var("HOME").ok().filter(|home| home.len() > 1)
+    };
+    match home.as_deref().and_then(|home| path.strip_prefix(home)) {
+        Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+        _ => path.to_owned(),
+    }
+}
+
 /// Blank strings from a sender count as absent, so they neither show as empty rows nor make
 /// an empty context look like an open one.
 fn present(value: &Option<String>) -> Option<String> {
@@ -128,7 +343,7 @@ fn present(value: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// FHIR codes are lower case ("female"); people read "Female".
+/// FHIR codes are lower case ("female", "preliminary"); people read "Female".
 fn capitalise(code: &str) -> String {
     let mut chars = code.chars();
     chars
@@ -140,6 +355,7 @@ fn capitalise(code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn jane() -> ContextSummary {
         ContextSummary {
@@ -153,19 +369,59 @@ mod tests {
         }
     }
 
+    fn view(summary: Option<&ContextSummary>, context: Option<&str>) -> CurrentContext {
+        CurrentContext::new("http://127.0.0.1:9/".to_owned(), summary, context, None)
+    }
+
     #[test]
     fn no_context_reads_no_patient() {
-        let view = CurrentContext::new("http://127.0.0.1:9/".to_owned(), None);
+        let view = view(None, None);
         assert_eq!(view.headline, "No patient in context");
-        assert_eq!((view.patient, view.study), (None, None));
+        assert_eq!((view.patient, view.study, view.report), (None, None, None));
     }
 
     #[test]
     fn patient_headline_has_name_birth_date_and_mrn() {
-        let view = CurrentContext::new(String::new(), Some(&jane()));
+        let view = view(Some(&jane()), None);
         assert_eq!(view.headline, "DOE, Jane · 1970-01-02 · MRN 12345");
-        assert_eq!(view.patient.unwrap().sex.as_deref(), Some("Female"));
+        let patient = view.patient.unwrap();
+        assert_eq!(patient.sex.as_deref(), Some("Female"));
+        assert_eq!(
+            patient.identifiers,
+            [Identifier {
+                label: "MRN".into(),
+                value: "12345".into(),
+                issuer: Some("urn:oid:1.2.36.146.595.217.0.1".into())
+            }]
+        );
         assert_eq!(view.study, None);
+    }
+
+    #[test]
+    fn every_identifier_shows_with_its_issuer_mrn_first() {
+        let context = json!([{"key": "patient", "resource": {
+            "resourceType": "Patient",
+            "identifier": [
+                {"system": "http://hl7.org/fhir/sid/us-ssn", "type": {"text": "SSN"}, "value": "999-99-9999"},
+                {"type": {"coding": [{"code": "MR"}]}, "system": "urn:oid:1.2.36.146.595.217.0.1",
+                 "assigner": {"display": "General Hospital"}, "value": "12345"},
+                {"value": "  "}
+            ]
+        }}])
+        .to_string();
+        let patient = view(Some(&jane()), Some(&context)).patient.unwrap();
+        let shown: Vec<_> = patient
+            .identifiers
+            .iter()
+            .map(|i| (i.label.as_str(), i.value.as_str(), i.issuer.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("MRN", "12345", Some("General Hospital")),
+                ("SSN", "999-99-9999", Some("http://hl7.org/fhir/sid/us-ssn")),
+            ]
+        );
     }
 
     #[test]
@@ -175,8 +431,10 @@ mod tests {
             patient_birth_date: Some("  ".to_owned()),
             ..jane()
         };
-        let view = CurrentContext::new(String::new(), Some(&summary));
-        assert_eq!(view.headline, "Unnamed patient · MRN 12345");
+        assert_eq!(
+            view(Some(&summary), None).headline,
+            "Unnamed patient · MRN 12345"
+        );
     }
 
     #[test]
@@ -187,14 +445,14 @@ mod tests {
             report_status: Some("preliminary".to_owned()),
             ..ContextSummary::default()
         };
-        let view = CurrentContext::new(String::new(), Some(&summary));
+        let view = view(Some(&summary), None);
         assert_eq!(view.headline, NO_PATIENT);
         assert_eq!(view.patient, None);
-        assert!(view.study.is_some());
+        assert_eq!(view.report.unwrap().status, "Preliminary");
     }
 
     #[test]
-    fn study_shows_when_present() {
+    fn study_shows_with_its_date() {
         let summary = ContextSummary {
             event: "ImagingStudy-open".to_owned(),
             study_accession: Some("ACC-42".to_owned()),
@@ -202,23 +460,78 @@ mod tests {
             study_description: Some("CT chest with contrast".to_owned()),
             ..jane()
         };
-        let study = CurrentContext::new(String::new(), Some(&summary))
-            .study
-            .unwrap();
+        let context = json!([{"key": "study", "resource": {
+            "resourceType": "ImagingStudy", "started": "2026-04-12T09:31:27+02:00"
+        }}])
+        .to_string();
+        let study = view(Some(&summary), Some(&context)).study.unwrap();
         assert_eq!(study.accession.as_deref(), Some("ACC-42"));
         assert_eq!(study.modality.as_deref(), Some("CT"));
+        assert_eq!(study.date.as_deref(), Some("2026-04-12 09:31"));
+    }
+
+    #[test]
+    fn dates_read_as_written() {
+        assert_eq!(
+            readable_date_time("2026-04-12").as_deref(),
+            Some("2026-04-12")
+        );
+        assert_eq!(
+            readable_date_time("2026-04-12T09").as_deref(),
+            Some("2026-04-12")
+        );
+        assert_eq!(readable_date_time(" "), None);
     }
 
     #[test]
     fn serialises_in_the_shape_the_page_reads() {
-        let view = CurrentContext::new("http://127.0.0.1:9/".to_owned(), Some(&jane()));
+        let change = Change {
+            at: "2026-04-12T07:31:27.000Z".into(),
+            event: "Patient-open".into(),
+            app: "Radiology worklist".into(),
+        };
+        let view = CurrentContext::new(
+            "http://127.0.0.1:9/".to_owned(),
+            Some(&jane()),
+            None,
+            Some(change),
+        );
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["hubUrl"], "http://127.0.0.1:9/");
         assert_eq!(json["patient"]["birthDate"], "1970-01-02");
-        assert_eq!(
-            json["patient"]["mrnIssuer"],
-            "urn:oid:1.2.36.146.595.217.0.1"
-        );
+        assert_eq!(json["patient"]["identifiers"][0]["label"], "MRN");
+        assert_eq!(json["change"]["app"], "Radiology worklist");
         assert!(json["study"].is_null());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn paths_under_home_read_with_a_tilde() {
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(
+            display_path(&format!("{home}/.config/x.toml")),
+            "~/.config/x.toml"
+        );
+        assert_eq!(display_path(&format!("{home}x/y")), format!("{home}x/y"));
+        assert_eq!(
+            display_path("/etc/lockstep/config.toml"),
+            "/etc/lockstep/config.toml"
+        );
+    }
+
+    #[test]
+    fn every_link_state_has_plain_words() {
+        for state in [
+            "pending",
+            "following",
+            "refused",
+            "unresponsive",
+            "gone",
+            "unconfirmed",
+            "broken",
+            "off",
+        ] {
+            assert_ne!(state_label(state), "Unknown state", "{state}");
+        }
     }
 }

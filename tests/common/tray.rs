@@ -1,6 +1,7 @@
-//! Reads and clicks a process's tray menu over the session bus (`com.canonical.dbusmenu`), the
+//! Reads and clicks a process's tray menu over its session bus (`com.canonical.dbusmenu`), the
 //! way a panel would, so tests need no tray host. Uses `gdbus` from GLib.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::eventually;
@@ -18,20 +19,41 @@ pub struct Item {
 
 /// The exported menu of one process's tray icon.
 pub struct TrayMenu {
+    bus: String,
     bus_name: String,
     path: String,
 }
 
 impl TrayMenu {
-    /// Finds the menu that process `pid` exports, waiting for it to appear.
-    pub fn of_process(pid: u32) -> Self {
-        eventually("the tray menu on the session bus", || find(pid))
+    /// Finds the menu that process `pid` exports on the bus at `bus` (an address), waiting
+    /// for it to appear.
+    pub fn of_process(bus: &str, pid: u32) -> Self {
+        eventually("the tray menu on the session bus", || find(bus, pid))
+    }
+
+    /// The label of the item with this id (labels change: the patient line, Pause/Resume).
+    pub fn label_of(&self, id: i32) -> Option<String> {
+        self.items()
+            .into_iter()
+            .find(|item| item.id == id)
+            .map(|item| item.label)
+    }
+
+    /// The id of the item with this label now.
+    pub fn id_of(&self, label: &str) -> i32 {
+        let items = self.items();
+        items
+            .iter()
+            .find(|item| item.label == label)
+            .unwrap_or_else(|| panic!("no {label:?} in the tray menu: {items:?}"))
+            .id
     }
 
     pub fn items(&self) -> Vec<Item> {
         let layout = gdbus(&[
             "call",
-            "--session",
+            "--address",
+            &self.bus,
             "--dest",
             &self.bus_name,
             "--object-path",
@@ -57,14 +79,11 @@ impl TrayMenu {
 
     /// Clicks the item with this label, as a panel does when the user picks it.
     pub fn click(&self, label: &str) {
-        let items = self.items();
-        let item = items
-            .iter()
-            .find(|item| item.label == label)
-            .unwrap_or_else(|| panic!("no {label:?} in the tray menu: {items:?}"));
+        let id = self.id_of(label);
         gdbus(&[
             "call",
-            "--session",
+            "--address",
+            &self.bus,
             "--dest",
             &self.bus_name,
             "--object-path",
@@ -72,7 +91,7 @@ impl TrayMenu {
             "--method",
             &format!("{DBUSMENU}.Event"),
             "--",
-            &item.id.to_string(),
+            &id.to_string(),
             "clicked",
             "<0>",
             "0",
@@ -81,12 +100,90 @@ impl TrayMenu {
     }
 }
 
+impl TrayMenu {
+    /// The file the panel is told to draw now (libayatana-appindicator's StatusNotifierItem
+    /// `IconName`, which Tauri sets to the icon it wrote out).
+    pub fn icon_file(&self) -> Option<PathBuf> {
+        let tree = gdbus(&[
+            "introspect",
+            "--address",
+            &self.bus,
+            "--dest",
+            &self.bus_name,
+            "--object-path",
+            "/",
+            "--recurse",
+        ])?;
+        let path = object_with(&tree, "org.kde.StatusNotifierItem")?;
+        let reply = gdbus(&[
+            "call",
+            "--address",
+            &self.bus,
+            "--dest",
+            &self.bus_name,
+            "--object-path",
+            &path,
+            "--method",
+            "org.freedesktop.DBus.Properties.Get",
+            "org.kde.StatusNotifierItem",
+            "IconName",
+        ])?;
+        quoted_strings(&reply).into_iter().next().map(PathBuf::from)
+    }
+
+    /// Which of the app's tray icons (`icons/tray-STATE-PANEL[@2x].png`) the panel shows:
+    /// the state's name, compared by pixels (the file is written out again, not copied).
+    pub fn icon_state(&self) -> Option<String> {
+        let shown = pixel_signature(&self.icon_file()?)?;
+        let icons = Path::new(env!("CARGO_MANIFEST_DIR")).join("icons");
+        ["idle", "patient", "problem", "paused"]
+            .into_iter()
+            .find(|state| {
+                ["light", "dark", "light@2x", "dark@2x"]
+                    .iter()
+                    .any(|variant| {
+                        pixel_signature(&icons.join(format!("tray-{state}-{variant}.png")))
+                            .is_some_and(|signature| signature == shown)
+                    })
+            })
+            .map(str::to_owned)
+    }
+}
+
+/// ImageMagick's signature of an image's pixels: equal for equal pixels, whatever the PNG
+/// encoding.
+fn pixel_signature(path: &Path) -> Option<String> {
+    let output = Command::new("identify")
+        .args(["-format", "%#"])
+        .arg(path)
+        .output()
+        .expect("run ImageMagick identify");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The first object in `gdbus introspect --recurse` output that implements `interface`.
+fn object_with(tree: &str, interface: &str) -> Option<String> {
+    let mut node = None;
+    for line in tree.lines().map(str::trim) {
+        if let Some(path) = line.strip_prefix("node ") {
+            node = Some(path.trim_end_matches(" {").to_owned());
+        } else if line.starts_with(&format!("interface {interface} ")) {
+            return node;
+        }
+    }
+    None
+}
+
 /// The process's connections on the bus, then the first object under any of them that
 /// implements dbusmenu. A GTK app opens several connections; only one exports the menu.
-fn find(pid: u32) -> Option<TrayMenu> {
+fn find(bus: &str, pid: u32) -> Option<TrayMenu> {
     let names = gdbus(&[
         "call",
-        "--session",
+        "--address",
+        bus,
         "--dest",
         "org.freedesktop.DBus",
         "--object-path",
@@ -97,17 +194,22 @@ fn find(pid: u32) -> Option<TrayMenu> {
     quoted_strings(&names)
         .into_iter()
         .filter(|name| name.starts_with(':'))
-        .filter(|name| owner_pid(name) == Some(pid))
+        .filter(|name| owner_pid(bus, name) == Some(pid))
         .find_map(|bus_name| {
-            let path = menu_path(&bus_name)?;
-            Some(TrayMenu { bus_name, path })
+            let path = menu_path(bus, &bus_name)?;
+            Some(TrayMenu {
+                bus: bus.to_owned(),
+                bus_name,
+                path,
+            })
         })
 }
 
-fn owner_pid(bus_name: &str) -> Option<u32> {
+fn owner_pid(bus: &str, bus_name: &str) -> Option<u32> {
     let reply = gdbus(&[
         "call",
-        "--session",
+        "--address",
+        bus,
         "--dest",
         "org.freedesktop.DBus",
         "--object-path",
@@ -125,25 +227,18 @@ fn owner_pid(bus_name: &str) -> Option<u32> {
         .ok()
 }
 
-fn menu_path(bus_name: &str) -> Option<String> {
+fn menu_path(bus: &str, bus_name: &str) -> Option<String> {
     let tree = gdbus(&[
         "introspect",
-        "--session",
+        "--address",
+        bus,
         "--dest",
         bus_name,
         "--object-path",
         "/",
         "--recurse",
     ])?;
-    let mut node = None;
-    for line in tree.lines().map(str::trim) {
-        if let Some(path) = line.strip_prefix("node ") {
-            node = Some(path.trim_end_matches(" {").to_owned());
-        } else if line.starts_with(&format!("interface {DBUSMENU} ")) {
-            return node;
-        }
-    }
-    None
+    object_with(&tree, DBUSMENU)
 }
 
 fn gdbus(args: &[&str]) -> Option<String> {

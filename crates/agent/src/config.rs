@@ -22,6 +22,43 @@ pub struct Config {
     pub log: LogConfig,
     pub history: HistoryConfig,
     pub audit: AuditConfig,
+    pub desktop: DesktopConfig,
+    /// `[[bridges.launch]]`, `[[bridges.folder]]`: legacy apps bridged into the session.
+    pub bridges: lockstep_bridges::BridgesConfig,
+    /// Settings the machine file (site policy) sets: later layers cannot change them.
+    #[serde(skip)]
+    pub locked: Vec<LockedSetting>,
+    /// The file the settings window writes to: `--config FILE`, else the user file.
+    #[serde(skip)]
+    pub user_file: Option<PathBuf>,
+}
+
+/// `[desktop]`: the tray app's preferences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DesktopConfig {
+    /// Start the tray app when the user signs in (off unless policy or the user turns it on).
+    pub start_at_login: bool,
+    /// OS notifications for sync problems.
+    pub notifications: bool,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        DesktopConfig {
+            start_at_login: false,
+            notifications: true,
+        }
+    }
+}
+
+/// A setting site policy fixes, and where the lock comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockedSetting {
+    /// Dotted key, e.g. `hub.port`; `apps` for the whole list of apps.
+    pub key: String,
+    /// The policy file that sets it.
+    pub source: String,
 }
 
 /// `[history]`: the context history in the local database.
@@ -57,7 +94,7 @@ pub struct AuditConfig {
 }
 
 /// An application allowed to join the session (`[[apps]]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub client_id: String,
@@ -72,6 +109,23 @@ pub struct AppConfig {
     /// Shown in the UI and in SyncErrors; the client id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+// Hand-written so that a `{:?}` of the configuration (a log line, a test failure) never
+// prints a client secret.
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_secret_key", &self.client_secret_key)
+            .field("scopes", &self.scopes)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl AppConfig {
@@ -118,12 +172,16 @@ impl std::error::Error for ConfigError {}
 /// Where configuration comes from, in the order applied.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSources {
+    /// The machine file (site policy), read first; every key it sets is locked.
+    pub policy: Option<PathBuf>,
     /// Files to read, in order; a missing file is skipped unless `required`.
     pub files: Vec<(PathBuf, bool)>,
     /// Environment variables (name, value); only those starting with `LOCKSTEP__` are read.
     pub env: Vec<(String, String)>,
     /// `table.key=value` overrides from the command line.
     pub overrides: Vec<String>,
+    /// Where changes made in the app are written.
+    pub user_file: Option<PathBuf>,
 }
 
 impl ConfigSources {
@@ -131,15 +189,19 @@ impl ConfigSources {
     /// process environment, then `overrides`.
     pub fn standard(explicit: Option<&Path>, overrides: Vec<String>) -> Self {
         let paths = Paths::discover();
-        let mut files = vec![(paths.machine_config_file(), false)];
-        match explicit {
-            Some(path) => files.push((path.to_owned(), true)),
-            None => files.extend(paths.user_config_file().map(|p| (p, false))),
-        }
+        let user_file = match explicit {
+            Some(path) => Some(path.to_owned()),
+            None => paths.user_config_file(),
+        };
         ConfigSources {
-            files,
+            policy: Some(paths.machine_config_file()),
+            files: user_file
+                .iter()
+                .map(|p| (p.clone(), explicit.is_some()))
+                .collect(),
             env: std::env::vars().collect(),
             overrides,
+            user_file,
         }
     }
 }
@@ -154,17 +216,25 @@ impl Config {
 
     pub fn load_from(sources: &ConfigSources) -> Result<Config, ConfigError> {
         let mut merged = toml::Table::new();
+        let mut locked = Vec::new();
+        if let Some(policy) = &sources.policy
+            && let Some(table) = read_layer(policy, false)?
+        {
+            let source = policy.display().to_string();
+            locked = leaf_keys(&table)
+                .into_iter()
+                .map(|key| LockedSetting {
+                    key,
+                    source: source.clone(),
+                })
+                .collect();
+            merge(&mut merged, table);
+        }
         for (path, required) in &sources.files {
-            let name = path.display().to_string();
-            let text = match std::fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
-                Err(e) => return Err(error(&name, "", format!("cannot read the file: {e}"))),
+            let Some(mut table) = read_layer(path, *required)? else {
+                continue;
             };
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| syntax_error(&name, &text, &e))?;
-            check_layer(&name, &table)?;
+            strip_locked(&mut table, &locked, &path.display().to_string());
             merge(&mut merged, table);
         }
         let mut env: Vec<&(String, String)> = sources
@@ -177,9 +247,11 @@ impl Config {
             let key = name[ENV_PREFIX.len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            let layer = single_key(&key, value)
-                .map_err(|reason| error(&format!("environment {name}"), &key, reason))?;
-            check_layer(&format!("environment {name}"), &layer)?;
+            let source = format!("environment {name}");
+            let mut layer =
+                single_key(&key, value).map_err(|reason| error(&source, &key, reason))?;
+            check_layer(&source, &layer)?;
+            strip_locked(&mut layer, &locked, &source);
             merge(&mut merged, layer);
         }
         for item in &sources.overrides {
@@ -187,14 +259,26 @@ impl Config {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| error(&source, "", "expected table.key=value".into()))?;
-            let layer = single_key(key.trim(), value.trim())
+            let mut layer = single_key(key.trim(), value.trim())
                 .map_err(|reason| error(&source, key, reason))?;
             check_layer(&source, &layer)?;
+            strip_locked(&mut layer, &locked, &source);
             merge(&mut merged, layer);
         }
-        let config = deserialize("the merged configuration", merged)?;
+        let mut config = deserialize("the merged configuration", merged)?;
         config.validate()?;
+        config.locked = locked;
+        config.user_file = sources.user_file.clone();
         Ok(config)
+    }
+
+    /// The lock on `key` (or on a table above it), if site policy sets it.
+    pub fn lock_on(&self, key: &str) -> Option<&LockedSetting> {
+        self.locked.iter().find(|l| {
+            key == l.key
+                || key.starts_with(&format!("{}.", l.key))
+                || l.key.starts_with(&format!("{key}."))
+        })
     }
 
     /// Checks what types alone cannot: values in range, apps well formed.
@@ -252,6 +336,9 @@ impl Config {
             ScopeSet::from_iter_checked(app.scopes.iter().map(String::as_str))
                 .map_err(|e| error(SOURCE, &key("scopes"), e.to_string()))?;
         }
+        self.bridges
+            .validate()
+            .map_err(|p| error(SOURCE, &p.key, p.reason))?;
         Ok(())
     }
 
@@ -265,6 +352,153 @@ impl Config {
         }
         toml::to_string_pretty(&copy).unwrap_or_default()
     }
+}
+
+/// Reads and checks one file; `None` when it is missing and not required.
+fn read_layer(path: &Path, required: bool) -> Result<Option<toml::Table>, ConfigError> {
+    let name = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => return Err(error(&name, "", format!("cannot read the file: {e}"))),
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| syntax_error(&name, &text, &e))?;
+    check_layer(&name, &table)?;
+    Ok(Some(table))
+}
+
+/// Dotted keys of every value in `table` (an array, such as `apps`, counts as one value).
+fn leaf_keys(table: &toml::Table) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => {
+                keys.extend(leaf_keys(inner).into_iter().map(|k| format!("{key}.{k}")))
+            }
+            _ => keys.push(key.clone()),
+        }
+    }
+    keys
+}
+
+/// Removes from a later layer every key site policy locks; policy wins, and says so.
+fn strip_locked(table: &mut toml::Table, locked: &[LockedSetting], source: &str) {
+    for lock in locked {
+        let mut parts = lock.key.split('.').peekable();
+        let mut cursor = &mut *table;
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                if cursor.remove(part).is_some() {
+                    tracing::warn!(
+                        "{source}: `{}` is set by site policy ({}); ignored",
+                        lock.key,
+                        lock.source
+                    );
+                }
+                break;
+            }
+            match cursor.get_mut(part).and_then(toml::Value::as_table_mut) {
+                Some(inner) => cursor = inner,
+                None => break,
+            }
+        }
+    }
+}
+
+/// Sets one dotted key in a TOML table, creating the tables above it.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{key}` is not a dotted key"));
+    }
+    let mut cursor = table;
+    for part in &parts[..parts.len() - 1] {
+        cursor = cursor
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a table"))?;
+    }
+    cursor.insert(parts[parts.len() - 1].to_owned(), value);
+    Ok(())
+}
+
+/// Reads a config file as a TOML table to edit (empty when the file does not exist yet).
+pub fn read_user_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    Ok(read_layer(path, false)?.unwrap_or_default())
+}
+
+/// Writes a config file readable and writable by its owner alone (it may hold client
+/// secrets): to a temporary file created 0600 beside it, then renamed over it.
+pub fn write_user_file(path: &Path, table: &toml::Table) -> std::io::Result<()> {
+    use std::io::Write;
+    let text = toml::to_string_pretty(table).map_err(std::io::Error::other)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config.toml")
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)
+}
+
+/// Fuzz body (not an API): one file's text through everything a configuration file goes
+/// through (syntax and its error location, types and unknown keys, site-policy keys,
+/// validation, the redacted print-out), and each `key=value` line as a `--set` override.
+/// Panics only on a bug. The cargo-fuzz target and the corpus regression test call it.
+#[doc(hidden)]
+pub fn fuzz_config_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for line in text.lines().take(16) {
+        if let Some((key, value)) = line.split_once('=')
+            && let Ok(layer) = single_key(key.trim(), value.trim())
+        {
+            let _ = check_layer("fuzz --set", &layer);
+        }
+    }
+    let table = match text.parse::<toml::Table>() {
+        Ok(table) => table,
+        Err(e) => {
+            let _ = syntax_error("fuzz", text, &e).to_string();
+            return;
+        }
+    };
+    if check_layer("fuzz", &table).is_err() {
+        return;
+    }
+    let _ = leaf_keys(&table);
+    let Ok(config) = deserialize("fuzz", table) else {
+        return;
+    };
+    if config.validate().is_err() {
+        return;
+    }
+    // What `check-config` prints must itself be a configuration that loads.
+    let printed = config.to_redacted_toml();
+    let reread: toml::Table = printed
+        .parse()
+        .unwrap_or_else(|e| panic!("the printed configuration does not parse: {e}\n{printed}"));
+    deserialize("printed", reread)
+        .unwrap_or_else(|e| panic!("the printed configuration does not load: {e}\n{printed}"));
 }
 
 fn error(source: &str, key: &str, reason: String) -> ConfigError {
@@ -309,25 +543,13 @@ fn deserialize(source: &str, table: toml::Table) -> Result<Config, ConfigError> 
 
 /// `hub.port` + `"0"` → `{hub = {port = 0}}`; the value is read as TOML, else as a string.
 fn single_key(key: &str, value: &str) -> Result<toml::Table, String> {
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err("expected a dotted key such as hub.port".into());
-    }
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_owned()));
     let mut table = toml::Table::new();
-    let mut cursor = &mut table;
-    for part in &parts[..parts.len() - 1] {
-        cursor = cursor
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or("not a table")?;
-    }
-    cursor.insert(parts[parts.len() - 1].to_owned(), parsed);
+    set_key(&mut table, key, parsed)?;
     Ok(table)
 }
 
@@ -369,6 +591,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         })
     }
 
@@ -445,6 +668,75 @@ mod tests {
                 .reason
                 .contains("cannot read")
         );
+    }
+
+    #[test]
+    fn site_policy_locks_what_it_sets() {
+        let policy = file("[hub]\nport = 5000\n[desktop]\nstart_at_login = true\n");
+        let user = file(&format!(
+            "[hub]\nport = 6000\nack_timeout_seconds = 4\n{APP}"
+        ));
+        let config = Config::load_from(&ConfigSources {
+            policy: Some(policy.path().to_owned()),
+            files: vec![(user.path().to_owned(), true)],
+            env: vec![("LOCKSTEP__HUB__PORT".into(), "7000".into())],
+            overrides: vec!["desktop.start_at_login=false".into()],
+            user_file: Some(user.path().to_owned()),
+        })
+        .unwrap();
+        assert_eq!(
+            config.hub.port, 5000,
+            "policy wins over the user file, env and --set"
+        );
+        assert!(config.desktop.start_at_login);
+        assert_eq!(
+            config.hub.ack_timeout_seconds, 4,
+            "unlocked keys still come from the user"
+        );
+        let lock = config.lock_on("hub.port").unwrap();
+        assert_eq!(lock.source, policy.path().display().to_string());
+        assert!(config.lock_on("hub.ack_timeout_seconds").is_none());
+        assert!(
+            config.lock_on("desktop").is_some(),
+            "a table with a locked key is partly locked"
+        );
+        assert_eq!(config.user_file.as_deref(), Some(user.path()));
+    }
+
+    #[test]
+    fn user_file_is_written_owner_only_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("config.toml");
+        let mut table = read_user_file(&path).unwrap();
+        set_key(
+            &mut table,
+            "desktop.notifications",
+            toml::Value::Boolean(false),
+        )
+        .unwrap();
+        write_user_file(&path, &table).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let back = Config::load_from(&ConfigSources {
+            files: vec![(path.clone(), true)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!back.desktop.notifications);
+        assert!(set_key(&mut table, "desktop..x", toml::Value::Boolean(true)).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let f = file(APP);
+        let config = load(&[&f], &[], &[]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("change-me-now"), "{debug}");
+        assert!(debug.contains("<redacted>"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
+use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{
     Authenticated, Delivery, Engine, EngineEvent, HubState, LinkState, Refusal, TokenGrant,
 };
@@ -144,12 +145,38 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 .topic(&**topic),
             );
         }
+        EngineEvent::Paused { topic, paused } => {
+            let detail = if *paused {
+                "following paused: context changes are refused until resumed"
+            } else {
+                "following resumed"
+            };
+            writer.record_audit(
+                AuditRecord::new(AuditKind::ConfigChanged, "user", detail).topic(&**topic),
+            );
+        }
+        EngineEvent::Config { detail } => {
+            writer.record_audit(AuditRecord::new(AuditKind::ConfigChanged, "user", detail));
+        }
         EngineEvent::Token { client_id, outcome } => {
             let record = match outcome {
                 Ok(scope) => AuditRecord::new(AuditKind::TokenIssued, client_id, scope),
                 Err(reason) => AuditRecord::new(AuditKind::TokenRefused, client_id, reason),
             };
             writer.record_audit(record);
+        }
+        EngineEvent::Bridge {
+            topic,
+            bridge,
+            report,
+            detail,
+        } => {
+            let (kind, detail) = match report {
+                BridgeReport::Link(state) => (AuditKind::BridgeLink, format!("{state}: {detail}")),
+                BridgeReport::Acted => (AuditKind::BridgeAction, detail.clone()),
+                BridgeReport::Rejected => (AuditKind::BridgeRejected, detail.clone()),
+            };
+            writer.record_audit(AuditRecord::new(kind, bridge, detail).topic(&**topic));
         }
     }
 }

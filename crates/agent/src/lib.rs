@@ -2,32 +2,32 @@
 //! secrets, starts the hub on loopback for the signed-in clinician, and hands the shells a
 //! handle to present it.
 
+pub mod bridges;
 pub mod client;
 pub mod config;
+pub mod desktop;
 pub mod history;
+pub mod listen;
 pub mod logging;
 pub mod paths;
 pub mod secrets;
 
-pub use config::{AppConfig, Config, ConfigError};
+pub use config::{AppConfig, Config, ConfigError, ConfigSources};
 
+use desktop::{AppView, Desktop, DesktopError, LinkView, NewApp, SettingsView, TrayStatus};
 use history::History;
 use lockstep_fhircast::ScopeSet;
 use lockstep_fhircast::summary::ContextSummary;
 use lockstep_hub::{Authority, ClientRegistration, Engine, EngineEvent, HubState};
 use secrets::SecretStore;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error(
-        "cannot listen on 127.0.0.1:{port}: {source} (is another Lockstep running? set [hub] port)"
-    )]
-    Bind { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
     #[error("app `{client_id}`: the keyring has no secret named `{key}`")]
     MissingSecret { client_id: String, key: String },
     #[error("cannot open the history database: {0}")]
@@ -55,7 +55,7 @@ impl Agent {
         secrets: Arc<dyn SecretStore>,
     ) -> Result<AgentHandle, AgentError> {
         let clients = {
-            let apps = config.apps.clone();
+            let (apps, secrets) = (config.apps.clone(), secrets.clone());
             // Keyring calls block (D-Bus, Credential Manager): keep them off the runtime's threads.
             tokio::task::spawn_blocking(move || resolve_clients(&apps, secrets.as_ref()))
                 .await
@@ -65,22 +65,12 @@ impl Agent {
                 })??
         };
         let settings = config.hub.clone();
-        let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port)))
-            .await
-            .map_err(|source| AgentError::Bind {
-                port: settings.port,
-                source,
-            })?;
-        let port = v4
-            .local_addr()
-            .map_err(|source| AgentError::Bind { port: 0, source })?
-            .port();
-        let mut listeners = vec![v4];
-        // ::1 on the same port where the machine has IPv6 loopback; not having it is no error.
-        match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
-            Ok(v6) => listeners.push(v6),
-            Err(e) => tracing::debug!("not listening on [::1]:{port}: {e}"),
-        }
+        // Loopback unless configured otherwise, and then only with TLS (listen.rs).
+        let listen::Bound {
+            listeners,
+            port,
+            tls,
+        } = listen::bind(&settings).await?;
 
         let engine = Engine::new(settings.clone());
         let topic = engine.create_topic();
@@ -94,7 +84,8 @@ impl Agent {
                 })?
                 .map_err(AgentError::History)?
         };
-        let mut state = HubState::new(engine.clone(), authority, topic.clone(), port);
+        let mut state = HubState::new(engine.clone(), authority.clone(), topic.clone(), port);
+        state.tls = tls;
         state.extension = history.routes();
         let recorder = history.clone();
         state.on_record = Some(Arc::new(move || {
@@ -105,6 +96,20 @@ impl Agent {
 
         let (context_tx, context_rx) = watch::channel(None);
         tokio::spawn(follow_context(engine.clone(), topic.clone(), context_tx));
+        let desktop = Desktop::start(
+            engine.clone(),
+            topic.clone(),
+            hub_url.clone(),
+            authority.clone(),
+            secrets,
+            config.clone(),
+            context_rx.clone(),
+        );
+        // After history and the desktop's listener, so that every link state of the bridges
+        // is in the audit trail and the window.
+        let bridges = Arc::new(
+            lockstep_bridges::Bridges::start(engine.clone(), topic.clone(), &config.bridges).await,
+        );
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ended_tx, ended_rx) = watch::channel(false);
@@ -130,6 +135,8 @@ impl Agent {
                 topic,
                 engine,
                 history,
+                desktop,
+                bridges,
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
                 ended: ended_rx,
@@ -214,6 +221,8 @@ struct HandleInner {
     /// Becomes true when the server has stopped, for whatever reason.
     ended: watch::Receiver<bool>,
     history: Arc<History>,
+    desktop: Arc<Desktop>,
+    bridges: Arc<lockstep_bridges::Bridges>,
 }
 
 impl AgentHandle {
@@ -246,9 +255,62 @@ impl AgentHandle {
         self.inner.context.clone()
     }
 
+    /// Each app's link state, pushed on every change.
+    pub fn watch_links(&self) -> watch::Receiver<Vec<LinkView>> {
+        self.inner.desktop.watch_links()
+    }
+
+    /// What the tray icon shows, pushed on every change.
+    pub fn watch_status(&self) -> watch::Receiver<TrayStatus> {
+        self.inner.desktop.watch_status()
+    }
+
+    /// Pauses following (the hub refuses context changes, each app told why) or resumes it.
+    pub fn set_paused(&self, paused: bool) {
+        self.inner.desktop.set_paused(paused);
+    }
+
+    pub fn watch_paused(&self) -> watch::Receiver<bool> {
+        self.inner.desktop.watch_paused()
+    }
+
+    /// The registered apps.
+    pub fn apps(&self) -> Vec<AppView> {
+        self.inner.desktop.apps()
+    }
+
+    /// Registers an app; its secret is returned once.
+    pub async fn add_app(&self, name: &str, scopes: Vec<String>) -> Result<NewApp, DesktopError> {
+        let (desktop, name) = (self.inner.desktop.clone(), name.to_owned());
+        blocking(move || desktop.add_app(&name, scopes)).await
+    }
+
+    /// Unregisters an app; its tokens stop working at once.
+    pub async fn remove_app(&self, client_id: &str) -> Result<(), DesktopError> {
+        let (desktop, client_id) = (self.inner.desktop.clone(), client_id.to_owned());
+        blocking(move || desktop.remove_app(&client_id)).await
+    }
+
+    pub fn settings(&self) -> SettingsView {
+        self.inner.desktop.settings()
+    }
+
+    /// Changes one setting (`desktop.start_at_login`, `desktop.notifications`, `hub.port`, ...)
+    /// in the user's file; refused when site policy sets it.
+    pub async fn set_setting(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), DesktopError> {
+        let (desktop, key) = (self.inner.desktop.clone(), key.to_owned());
+        blocking(move || desktop.set_setting(&key, value)).await
+    }
+
     /// Stops the hub: every app gets a denial and its socket closed, then the server ends.
     /// Calling it again does nothing.
     pub async fn shutdown(&self) {
+        // Bridges leave the session first, while the hub can still take their goodbyes.
+        self.inner.bridges.stop().await;
         let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
         if let Some(stop) = stop {
             let _ = stop.send(());
@@ -267,17 +329,68 @@ impl AgentHandle {
     }
 }
 
+/// Runs blocking desktop work (keyring, files) off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DesktopError> + Send + 'static,
+) -> Result<T, DesktopError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(DesktopError::Write(e.to_string())))
+}
+
 /// Runs the agent in the foreground until SIGINT or SIGTERM (Ctrl-C or a service stop on
 /// Windows), then shuts it down cleanly.
 pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    run_until_signal_reloading(config, None).await
+}
+
+/// As [`run_until_signal`]; where `sources` are given, SIGHUP reads the configuration again
+/// and applies its bridges (the hub keeps running; its own settings apply at the next start).
+pub async fn run_until_signal_reloading(
+    config: Config,
+    sources: Option<ConfigSources>,
+) -> anyhow::Result<()> {
     let agent = Agent::start(config).await?;
+    let reloads = async {
+        let Some(sources) = sources else {
+            return std::future::pending().await;
+        };
+        reload_on_hangup(&agent, &sources).await
+    };
     tokio::select! {
         _ = wait_for_signal() => {}
+        _ = reloads => {}
         _ = agent.stopped() => anyhow::bail!("the hub stopped unexpectedly"),
     }
     tracing::info!("stopping");
     agent.shutdown().await;
     Ok(())
+}
+
+/// Reloads the bridges on every SIGHUP; a configuration that does not load changes nothing.
+async fn reload_on_hangup(agent: &AgentHandle, sources: &ConfigSources) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return std::future::pending().await;
+        };
+        while hangups.recv().await.is_some() {
+            match Config::load_from(sources) {
+                Ok(config) => {
+                    if let Err(e) = agent.reload_bridges(&config).await {
+                        tracing::error!("reload refused: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("reload refused, the configuration does not load: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (agent, sources);
+    }
+    std::future::pending().await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,15 +6,16 @@
 //! compared in constant time.
 
 use lockstep_fhircast::ScopeSet;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// An application allowed to join the clinician's session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientRegistration {
     pub client_id: String,
     pub client_secret: String,
@@ -22,6 +23,18 @@ pub struct ClientRegistration {
     pub scopes: ScopeSet,
     /// Shown in the UI and in SyncErrors.
     pub name: String,
+}
+
+// Hand-written so that a stray `{:?}` in a log line never prints a secret.
+impl std::fmt::Debug for ClientRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistration")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// What a valid access token stands for.
@@ -46,12 +59,22 @@ impl TokenGrant {
 }
 
 /// A token response's content.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedToken {
     pub access_token: String,
     pub expires_in: u64,
     pub scope: String,
     pub topic: Arc<str>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a token request failed, as an OAuth error code and description (RFC 6749 §5.2).
@@ -65,6 +88,9 @@ pub enum TokenError {
     InvalidRequest(String),
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// Too many requests from this client, or too many wrong secrets tried for it.
+    #[error("temporarily_unavailable: {0}")]
+    RateLimited(crate::limits::RateLimited),
 }
 
 impl TokenError {
@@ -74,6 +100,7 @@ impl TokenError {
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
             TokenError::InvalidRequest(_) => "invalid_request",
             TokenError::InvalidScope(_) => "invalid_scope",
+            TokenError::RateLimited(_) => "temporarily_unavailable",
         }
     }
 }
@@ -82,22 +109,55 @@ type TokenHash = [u8; 32];
 
 /// Clients and live tokens.
 pub struct Authority {
-    clients: Vec<ClientRegistration>,
+    /// Replaced whole when the registered apps change (the settings window adds and removes).
+    clients: RwLock<Vec<ClientRegistration>>,
     tokens: Mutex<HashMap<TokenHash, Arc<TokenGrant>>>,
     lifetime: Duration,
+    /// Live tokens one client may hold; the hub sets it from `hub.max_tokens_per_client`.
+    max_per_client: AtomicUsize,
 }
+
+/// Live tokens per client when nothing else is said (`hub.max_tokens_per_client`).
+pub const MAX_TOKENS_PER_CLIENT: usize = 64;
 
 impl Authority {
     pub fn new(clients: Vec<ClientRegistration>, lifetime: Duration) -> Self {
         Authority {
-            clients,
+            clients: RwLock::new(clients),
             tokens: Mutex::new(HashMap::new()),
             lifetime,
+            max_per_client: AtomicUsize::new(MAX_TOKENS_PER_CLIENT),
         }
     }
 
-    pub fn clients(&self) -> &[ClientRegistration] {
-        &self.clients
+    /// Bounds the live tokens of each client, so a client that asks for token after token
+    /// cannot grow the table without end.
+    pub fn set_max_tokens_per_client(&self, max: usize) {
+        self.max_per_client.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether `client_id` names a registered client (no secret involved).
+    pub fn is_registered(&self, client_id: &str) -> bool {
+        self.clients.read().iter().any(|c| c.client_id == client_id)
+    }
+
+    pub fn clients(&self) -> Vec<ClientRegistration> {
+        self.clients.read().clone()
+    }
+
+    /// Replaces the registered clients. Tokens of a client that is gone, or whose secret or
+    /// scopes changed, stop working at once.
+    pub fn set_clients(&self, clients: Vec<ClientRegistration>) {
+        let mut current = self.clients.write();
+        let unchanged = |id: &str| {
+            let before = current.iter().find(|c| c.client_id == id);
+            let after = clients.iter().find(|c| c.client_id == id);
+            matches!((before, after), (Some(b), Some(a)) if b.client_secret == a.client_secret && b.scopes == a.scopes)
+        };
+        self.tokens
+            .lock()
+            .retain(|_, grant| unchanged(&grant.client_id));
+        *current = clients;
     }
 
     /// Checks a client's credentials; the secret comparison takes the same time whether the
@@ -106,13 +166,13 @@ impl Authority {
         &self,
         client_id: &str,
         secret: &str,
-    ) -> Result<&ClientRegistration, TokenError> {
+    ) -> Result<ClientRegistration, TokenError> {
         let mut found = None;
-        for client in &self.clients {
+        for client in self.clients.read().iter() {
             let id_ok = client.client_id.as_bytes().ct_eq(client_id.as_bytes());
             let secret_ok = client.client_secret.as_bytes().ct_eq(secret.as_bytes());
             if bool::from(id_ok & secret_ok) {
-                found = Some(client);
+                found = Some(client.clone());
             }
         }
         found.ok_or(TokenError::InvalidClient)
@@ -151,6 +211,27 @@ impl Authority {
         let scope = grant.scopes.to_string();
         let mut tokens = self.tokens.lock();
         tokens.retain(|_, g| !g.is_expired());
+        // At the cap, the client's oldest token is retired: a client that restarts and asks
+        // again keeps working, and the table stays bounded.
+        let max = self.max_per_client.load(Ordering::Relaxed);
+        loop {
+            let mine = tokens
+                .iter()
+                .filter(|(_, g)| g.client_id == client.client_id);
+            let (count, oldest) = mine.fold((0, None), |(n, oldest), (key, g)| {
+                let older = match oldest {
+                    Some((_, at)) if at <= g.expires_at => oldest,
+                    _ => Some((*key, g.expires_at)),
+                };
+                (n + 1, older)
+            });
+            match oldest {
+                Some((key, _)) if count >= max => {
+                    tokens.remove(&key);
+                }
+                _ => break,
+            }
+        }
         tokens.insert(hash(&access_token), grant);
         Ok(IssuedToken {
             access_token,
@@ -218,6 +299,33 @@ mod tests {
             .issue(&client, Some("fhircast/Patient-close.write"), "T".into())
             .unwrap_err();
         assert_eq!(err.code(), "invalid_scope");
+    }
+
+    #[test]
+    fn a_client_holds_a_bounded_number_of_tokens_oldest_retired_first() {
+        let auth = authority(Duration::from_secs(60));
+        auth.set_max_tokens_per_client(3);
+        let client = auth.authenticate("ris", "s3cret").unwrap().clone();
+        let tokens: Vec<String> = (0..4)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(2));
+                auth.issue(&client, None, "T".into()).unwrap().access_token
+            })
+            .collect();
+        assert!(auth.verify(&tokens[0]).is_none(), "the oldest is retired");
+        for token in &tokens[1..] {
+            assert!(auth.verify(token).is_some());
+        }
+        assert_eq!(auth.tokens.lock().len(), 3);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets_or_tokens() {
+        let auth = authority(Duration::from_secs(60));
+        let client = auth.authenticate("ris", "s3cret").unwrap().clone();
+        assert!(!format!("{client:?}").contains("s3cret"));
+        let token = auth.issue(&client, None, "T".into()).unwrap();
+        assert!(!format!("{token:?}").contains(&token.access_token));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! one place where a context change is decided and fanned out.
 //!
 //! Each topic has its own lock; a publish takes it once, applies the change, and hands the one
-//! serialised frame (a reference-counted buffer) to each subscriber's bounded queue. Nothing on
-//! that path waits on a socket: a subscriber that cannot keep up is dropped with a SyncError
+//! serialised frame (a reference-counted buffer) to each subscriber: written straight to its
+//! socket when the socket takes it at once (an [`Outlet`]), else to its bounded queue. Nothing
+//! on that path waits on a socket: a subscriber that cannot keep up is dropped with a SyncError
 //! rather than slowing the others. Time-based decisions (leases, unconnected endpoints,
 //! acknowledgement deadlines) are taken by one sweeper task.
 
@@ -18,7 +19,7 @@ use lockstep_fhircast::event::SYNC_ERROR;
 use lockstep_fhircast::frames::{self, IssueCode, SyncErrorReport};
 use lockstep_fhircast::notification::SubscriberReply;
 use lockstep_fhircast::summary::ContextSummary;
-use lockstep_fhircast::{Access, ContextChange, EventSpec, Mode, SubscriptionRequest};
+use lockstep_fhircast::{Access, ContextChange, EventKind, EventSpec, Mode, SubscriptionRequest};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +117,10 @@ pub enum EngineEvent {
         /// The granted scopes, or why the request was refused.
         outcome: Result<String, String>,
     },
+    /// The clinician paused or resumed following.
+    Paused { topic: Arc<str>, paused: bool },
+    /// The configuration was changed from the desktop (apps, settings).
+    Config { detail: String },
     /// The hub sent a SyncError (one it generated, or one a subscriber posted).
     SyncError {
         topic: Arc<str>,
@@ -123,6 +128,26 @@ pub enum EngineEvent {
         event_name: String,
         diagnostics: String,
     },
+    /// A bridge (a legacy app joined through the agent) changed link state, acted on its app,
+    /// or rejected what its app sent.
+    Bridge {
+        topic: Arc<str>,
+        bridge: String,
+        report: BridgeReport,
+        /// Plain words; may name a patient, so listeners keep it out of info-level logs.
+        detail: String,
+    },
+}
+
+/// What a bridge reports. The hub only relays it; the bridges crate owns its meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeReport {
+    /// The bridge's link state became this (`following`, `unconfirmed`, `refused`, ...).
+    Link(&'static str),
+    /// It launched its app or wrote a file for it.
+    Acted,
+    /// It refused something: a file, an identifier, a context it cannot render.
+    Rejected,
 }
 
 /// Why a subscription request was refused.
@@ -136,6 +161,9 @@ pub enum SubscribeError {
     NoReadScope,
     #[error("unknown hub.channel.endpoint for this topic")]
     UnknownEndpoint,
+    /// `hub.max_subscriptions_per_client` or `hub.max_subscriptions_total` is reached.
+    #[error("{0}")]
+    TooManySubscriptions(String),
 }
 
 /// Why a context change was refused.
@@ -171,6 +199,18 @@ pub struct CloseOrder {
     pub reason: &'static str,
 }
 
+/// A way to put a frame on a subscriber's wire at once, from the publishing thread.
+///
+/// Handing each frame to the subscriber's own task costs a task wake-up, often a thread
+/// wake-up, per subscriber per event, and the frame leaves only once the publishing request has
+/// been answered; writing it straight away is what a minimal broadcast server does. The queue
+/// stays the way in whenever this cannot be done at once, and the engine never writes past a
+/// frame still queued, so order is kept.
+pub trait Outlet: Send + Sync {
+    /// Writes `frame` now if that needs no waiting; false leaves it to the queue.
+    fn try_write(&self, frame: &FrameText) -> bool;
+}
+
 /// A WebSocket attached to a subscription: the queue to drain and the order to stop.
 pub struct Connection {
     pub endpoint: String,
@@ -197,6 +237,8 @@ enum Link {
     },
     Connected {
         frames: mpsc::Sender<FrameText>,
+        /// The socket's direct path, once its task has offered one.
+        outlet: Option<Arc<dyn Outlet>>,
         close: Option<oneshot::Sender<CloseOrder>>,
         lease_deadline: Instant,
         awaiting: VecDeque<Awaiting>,
@@ -221,6 +263,8 @@ impl Subscription {
 struct TopicState {
     subs: HashMap<SubId, Subscription>,
     contexts: TopicContexts,
+    /// The clinician paused following: context changes are refused until resumed.
+    paused: bool,
 }
 
 struct Topic {
@@ -280,6 +324,7 @@ impl Engine {
             state: Mutex::new(TopicState {
                 subs: HashMap::new(),
                 contexts: TopicContexts::new(),
+                paused: false,
             }),
         });
         self.inner.topics.write().insert(id.clone(), topic);
@@ -322,8 +367,15 @@ impl Engine {
             Mode::Unsubscribe => {
                 let endpoint = req.channel_endpoint.unwrap_or_default();
                 let mut state = topic.state.lock();
+                // Another client's endpoint is answered like an unknown one.
                 let id = self
                     .lookup_endpoint(&topic, &endpoint)
+                    .filter(|id| {
+                        state
+                            .subs
+                            .get(id)
+                            .is_some_and(|sub| sub.info.client_id == grant.client_id)
+                    })
                     .ok_or(SubscribeError::UnknownEndpoint)?;
                 self.end_subscription(
                     &topic,
@@ -379,6 +431,8 @@ impl Engine {
             let sub = state
                 .subs
                 .get_mut(&id)
+                // Another client's endpoint is answered like an unknown one.
+                .filter(|sub| sub.info.client_id == grant.client_id)
                 .ok_or(SubscribeError::UnknownEndpoint)?;
             sub.events = events;
             sub.lease = lease;
@@ -400,6 +454,26 @@ impl Engine {
             return Ok(SubscribeOutcome { endpoint });
         }
 
+        // Caps on what one client, and all of them, may hold: each subscription can carry one
+        // socket, so these bound sockets too.
+        let held = state
+            .subs
+            .values()
+            .filter(|sub| sub.info.client_id == grant.client_id)
+            .count();
+        if held >= settings.max_subscriptions_per_client {
+            return Err(SubscribeError::TooManySubscriptions(format!(
+                "client `{}` already holds {held} subscriptions (hub.max_subscriptions_per_client); \
+                 unsubscribe one first",
+                grant.client_id
+            )));
+        }
+        if self.inner.endpoints.lock().len() >= settings.max_subscriptions_total {
+            return Err(SubscribeError::TooManySubscriptions(
+                "the hub holds as many subscriptions as it allows (hub.max_subscriptions_total)"
+                    .into(),
+            ));
+        }
         let endpoint = random_token();
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
         let info = SubscriberInfo {
@@ -445,7 +519,7 @@ impl Engine {
             .cloned()
             .ok_or(ConnectError::UnknownEndpoint)?;
         let mut state = topic.state.lock();
-        let TopicState { subs, contexts } = &mut *state;
+        let TopicState { subs, contexts, .. } = &mut *state;
         let sub = subs.get_mut(&id).ok_or(ConnectError::UnknownEndpoint)?;
         if matches!(sub.link, Link::Connected { .. }) {
             return Err(ConnectError::AlreadyConnected);
@@ -467,6 +541,7 @@ impl Engine {
         }
         sub.link = Link::Connected {
             frames: tx,
+            outlet: None,
             close: Some(close_tx),
             lease_deadline: Instant::now() + sub.lease,
             awaiting,
@@ -496,6 +571,13 @@ impl Engine {
         }
         let event = change.event;
         let mut state = topic.state.lock();
+        // Refused, not queued: the requesting app learns at once that nobody followed.
+        if state.paused && event.kind != EventKind::Infrastructure {
+            return Err(PublishError::Conflict(format!(
+                "context sharing is paused at this workstation; {} was not relayed",
+                event.name
+            )));
+        }
         let applied = state
             .contexts
             .apply(&change)
@@ -513,7 +595,10 @@ impl Engine {
                 continue;
             }
             let Link::Connected {
-                frames, awaiting, ..
+                frames,
+                outlet,
+                awaiting,
+                ..
             } = &mut sub.link
             else {
                 continue;
@@ -533,7 +618,7 @@ impl Engine {
                         .map(|(spec, frame)| (*spec, frame)),
                 );
             for (spec, frame) in to_send {
-                match frames.try_send(frame.clone()) {
+                match offer(frames, outlet.as_deref(), frame) {
                     Ok(()) => awaiting.push_back(Awaiting {
                         event_id: event_id.clone(),
                         event_name: spec.name,
@@ -589,6 +674,21 @@ impl Engine {
     pub fn current_context_of(&self, topic: &str) -> Option<CurrentContext> {
         let topic = self.inner.topics.read().get(topic).cloned()?;
         Some(topic.state.lock().contexts.current())
+    }
+
+    /// Gives the engine a direct path to an endpoint's socket (see [`Outlet`]).
+    pub fn attach_outlet(&self, endpoint: &str, outlet: Arc<dyn Outlet>) {
+        let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {
+            return;
+        };
+        let mut state = topic.state.lock();
+        if let Some(Subscription {
+            link: Link::Connected { outlet: slot, .. },
+            ..
+        }) = state.subs.get_mut(&id)
+        {
+            *slot = Some(outlet);
+        }
     }
 
     /// Handles a text frame a subscriber sent: its `{id, status}` reply to a notification.
@@ -784,9 +884,9 @@ impl Engine {
             if Some(*id) == about || !sync_error.is_some_and(|e| sub.wants(e)) {
                 continue;
             }
-            if let Link::Connected { frames, .. } = &sub.link {
+            if let Link::Connected { frames, outlet, .. } = &sub.link {
                 // A SyncError about a full queue must not recurse into another one.
-                let _ = frames.try_send(frame.clone());
+                let _ = offer(frames, outlet.as_deref(), &frame);
             }
         }
         tracing::warn!(topic = %short(&topic.id), "SyncError: {diagnostics}");
@@ -873,6 +973,23 @@ impl Engine {
         }
     }
 
+    /// Pauses or resumes following on a topic; returns whether it changed.
+    pub fn set_paused(&self, topic: &str, paused: bool) -> bool {
+        let Some(topic) = self.inner.topics.read().get(topic).cloned() else {
+            return false;
+        };
+        let mut state = topic.state.lock();
+        if state.paused == paused {
+            return false;
+        }
+        state.paused = paused;
+        self.emit(EngineEvent::Paused {
+            topic: topic.id.clone(),
+            paused,
+        });
+        true
+    }
+
     /// Link states of a topic's subscribers, for the UI.
     pub fn subscribers(&self, topic: &str) -> Vec<(SubscriberInfo, LinkState)> {
         let Some(topic) = self.inner.topics.read().get(topic).cloned() else {
@@ -885,6 +1002,23 @@ impl Engine {
             .map(|s| (s.info.clone(), s.state.clone()))
             .collect()
     }
+}
+
+/// Puts `frame` on the subscriber's wire directly when nothing is queued ahead of it, else
+/// queues it. Called under the topic's lock, so no other frame for this subscriber can be
+/// queued between the look at the queue and the write.
+fn offer(
+    frames: &mpsc::Sender<FrameText>,
+    outlet: Option<&dyn Outlet>,
+    frame: &FrameText,
+) -> Result<(), mpsc::error::TrySendError<FrameText>> {
+    if let Some(outlet) = outlet
+        && frames.capacity() == frames.max_capacity()
+        && outlet.try_write(frame)
+    {
+        return Ok(());
+    }
+    frames.try_send(frame.clone())
 }
 
 fn frames_events(events: &[&'static EventSpec]) -> String {

@@ -6,11 +6,16 @@
 
 pub mod auth;
 pub mod engine;
+pub mod limits;
 pub mod server;
 pub mod settings;
+pub mod tls;
 
 mod clock;
+mod connections;
 mod contexts;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};
@@ -19,3 +24,4 @@ pub use engine::{
 };
 pub use server::{Authenticated, HubState, OnRecord, Refusal, router, serve};
 pub use settings::HubSettings;
+pub use tls::{TlsConfig, TlsError};

@@ -5,6 +5,7 @@
 //! sends can panic the process.
 
 use crate::auth::{Authority, TokenError, TokenGrant};
+use crate::connections::{self, ConnectionPolicy};
 use crate::engine::{
     CloseOrder, ConnectError, Connection, CurrentContext, Engine, EngineEvent, PublishError,
     SubscribeError,
@@ -31,6 +32,9 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use crate::limits::{Limits, RateLimited};
+pub use crate::tls::{TlsConfig, TlsError};
+
 /// The path of the hub under the server root: `hub.url` is `{origin}/fhircast`.
 pub const HUB_PATH: &str = "/fhircast";
 /// Where OHIF-style clients expect the hub; serves the same endpoints as [`HUB_PATH`].
@@ -45,8 +49,8 @@ pub struct HubState {
     pub authority: Arc<Authority>,
     /// The signed-in clinician's topic: the one every token is bound to.
     pub session_topic: Arc<str>,
-    /// `http://127.0.0.1:<port>`: every URL the hub hands out is built from this, never from
-    /// a request's Host header.
+    /// `http://127.0.0.1:<port>` (`https://<hub.host_name>:<port>` with TLS): every URL the hub
+    /// hands out is built from this, never from a request's Host header.
     pub origin: String,
     /// `Host` header values accepted (DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
@@ -56,6 +60,11 @@ pub struct HubState {
     /// Awaited after an accepted change is delivered and before it is answered 2xx: the agent
     /// makes it wait for the change's history row, so what was acknowledged is on record.
     pub on_record: Option<OnRecord>,
+    /// Per-client request rates (`hub.requests_per_second_per_client`).
+    pub limits: Arc<Limits>,
+    /// The certificate served when TLS is configured; `serve` loads it from the configured
+    /// files when this is `None`.
+    pub tls: Option<TlsConfig>,
 }
 
 /// See [`HubState::on_record`].
@@ -68,18 +77,35 @@ impl HubState {
         session_topic: Arc<str>,
         port: u16,
     ) -> Self {
+        let settings = engine.settings();
+        let scheme = if settings.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut allowed_hosts = vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        if let Some(host) = &settings.host_name {
+            allowed_hosts.push(format!("{host}:{port}"));
+        }
+        authority.set_max_tokens_per_client(settings.max_tokens_per_client);
+        let limits = Arc::new(Limits::new(
+            settings.requests_per_second_per_client,
+            settings.request_burst_per_client,
+        ));
         HubState {
+            origin: format!("{scheme}://{}:{port}", settings.host()),
+            allowed_hosts,
+            extension: Router::new(),
+            on_record: None,
+            limits,
+            tls: None,
             engine,
             authority,
             session_topic,
-            origin: format!("http://127.0.0.1:{port}"),
-            allowed_hosts: vec![
-                format!("127.0.0.1:{port}"),
-                format!("localhost:{port}"),
-                format!("[::1]:{port}"),
-            ],
-            extension: Router::new(),
-            on_record: None,
         }
     }
 
@@ -122,6 +148,10 @@ pub fn router(state: HubState) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(cors(settings))
         .layer(middleware::from_fn_with_state(state.clone(), guard_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
 }
 
@@ -145,18 +175,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    let settings = state.engine.settings();
+    let tls = match &state.tls {
+        Some(tls) => Some(tls.clone()),
+        None if settings.tls_enabled() => {
+            Some(TlsConfig::load(settings).map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
+    let policy = Arc::new(ConnectionPolicy::new(
+        settings.header_read_timeout(),
+        settings.max_connections,
+        tls,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for listener in listeners {
-        let mut stop = stop_rx.clone();
-        let app = app.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        servers.push(tokio::spawn(connections::serve_listener(
+            listener,
+            app.clone(),
+            policy.clone(),
+            stop_rx.clone(),
+        )));
     }
     shutdown.await;
     state.engine.close_all("hub shutting down");
@@ -164,6 +204,7 @@ pub async fn serve(
     for server in servers {
         server.await.map_err(std::io::Error::other)??;
     }
+    policy.drained().await;
     Ok(())
 }
 
@@ -181,6 +222,8 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
 pub struct Refusal {
     status: StatusCode,
     message: String,
+    /// Seconds for `Retry-After` (429).
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -188,6 +231,7 @@ impl Refusal {
         Refusal {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -204,7 +248,44 @@ impl IntoResponse for Refusal {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
+    }
+}
+
+impl From<RateLimited> for Refusal {
+    fn from(limited: RateLimited) -> Self {
+        Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(limited.retry_after.as_secs()),
+            message: limited.to_string(),
+        }
+    }
+}
+
+/// Answers 408 and closes the connection when a request (its body included) is not read and
+/// answered in time: a client that trickles its body holds a connection no longer than this.
+async fn request_deadline(State(state): State<HubState>, request: Request, next: Next) -> Response {
+    let limit = state.engine.settings().request_timeout();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request was not received within {} s (hub.request_timeout_seconds)",
+                    limit.as_secs()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 
@@ -220,12 +301,20 @@ fn json_response(status: StatusCode, body: String) -> Response {
 async fn guard_request(State(state): State<HubState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if !host.is_some_and(|host| {
+    let allowed = |host: &str| {
         state
             .allowed_hosts
             .iter()
             .any(|h| h.eq_ignore_ascii_case(host))
-    }) {
+    };
+    // A second Host, or an absolute request target naming another authority, would let one
+    // value be checked and another one used.
+    let single_host = headers.get_all(header::HOST).iter().count() == 1;
+    let target_ok = request
+        .uri()
+        .authority()
+        .is_none_or(|authority| allowed(authority.as_str()));
+    if !(single_host && target_ok && host.is_some_and(allowed)) {
         return text(
             StatusCode::MISDIRECTED_REQUEST,
             "unexpected Host header: this hub answers only on its loopback address",
@@ -293,10 +382,18 @@ fn bearer(headers: &HeaderMap, state: &HubState) -> Result<Arc<TokenGrant>, Refu
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    state
-        .authority
-        .verify(token.trim())
-        .ok_or_else(|| unauthorized("invalid or expired access token"))
+    // A valid token is charged to its client; a wrong one to the allowance shared by every
+    // failed attempt, so guessing is slow and never eats into an honest client's rate.
+    match state.authority.verify(token.trim()) {
+        Some(grant) => {
+            state.limits.client(&grant.client_id)?;
+            Ok(grant)
+        }
+        None => {
+            state.limits.unauthenticated()?;
+            Err(unauthorized("invalid or expired access token"))
+        }
+    }
 }
 
 /// The grant behind the request's bearer token: handlers that take it are authenticated.
@@ -341,7 +438,7 @@ async fn fhircast_configuration() -> Response {
 }
 
 #[derive(Deserialize)]
-struct TokenForm {
+pub(crate) struct TokenForm {
     grant_type: Option<String>,
     scope: Option<String>,
     client_id: Option<String>,
@@ -368,11 +465,18 @@ async fn token(
         Err(error) => {
             let status = match error {
                 TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
+                TokenError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::BAD_REQUEST,
             };
             tracing::info!(code = error.code(), "token request refused");
             let body = json!({ "error": error.code(), "error_description": error.to_string() });
             let mut response = json_response(status, body.to_string());
+            if let TokenError::RateLimited(limited) = &error {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(limited.retry_after.as_secs()),
+                );
+            }
             if status == StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -430,7 +534,7 @@ fn grant_token(
         (None, None) => return Err(TokenError::InvalidClient),
     };
     *claimed = Some(client_id.clone());
-    let client = state.authority.authenticate(&client_id, &secret)?.clone();
+    let client = authenticate_limited(state, &client_id, &secret)?;
     let issued =
         state
             .authority
@@ -448,8 +552,42 @@ fn grant_token(
     Ok((body, issued.scope))
 }
 
+/// Checks a client's secret under the rate limits: wrong secrets for a registered client are
+/// counted against it (after a few, its secret is not even checked for a while), wrong ones
+/// for unknown clients against the shared allowance, and a success against the client's rate.
+fn authenticate_limited(
+    state: &HubState,
+    client_id: &str,
+    secret: &str,
+) -> Result<crate::ClientRegistration, TokenError> {
+    let limits = &state.limits;
+    let registered = state.authority.is_registered(client_id);
+    if registered {
+        limits
+            .may_try_secret(client_id)
+            .map_err(TokenError::RateLimited)?;
+    }
+    match state.authority.authenticate(client_id, secret) {
+        Ok(client) => {
+            limits
+                .client(&client.client_id)
+                .map_err(TokenError::RateLimited)?;
+            Ok(client.clone())
+        }
+        Err(error) => {
+            if registered {
+                limits.secret_failed(client_id);
+                tracing::warn!(client = %client_id, "wrong client secret");
+            } else {
+                limits.unauthenticated().map_err(TokenError::RateLimited)?;
+            }
+            Err(error)
+        }
+    }
+}
+
 /// Reads the token form, refusing repeated parameters (RFC 6749 §3.2).
-fn serde_urlencoded_form(raw: &[u8]) -> Result<TokenForm, TokenError> {
+pub(crate) fn serde_urlencoded_form(raw: &[u8]) -> Result<TokenForm, TokenError> {
     let mut form = TokenForm {
         grant_type: None,
         scope: None,
@@ -474,7 +612,7 @@ fn serde_urlencoded_form(raw: &[u8]) -> Result<TokenForm, TokenError> {
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
-fn decode_basic(encoded: &str) -> Result<(String, String), TokenError> {
+pub(crate) fn decode_basic(encoded: &str) -> Result<(String, String), TokenError> {
     let bad = || TokenError::InvalidRequest("malformed Basic authorization".into());
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -491,12 +629,12 @@ fn decode_basic(encoded: &str) -> Result<(String, String), TokenError> {
 
 /// What a POST to `hub.url` carries: a subscription (form, or JSON with `hub.mode`) or a
 /// request for a context change (JSON with `event`).
-enum HubPost {
+pub(crate) enum HubPost {
     Subscription(SubscriptionRequest),
     ContextChange(ContextChange),
 }
 
-fn classify(headers: &HeaderMap, raw: &[u8]) -> Result<HubPost, Refusal> {
+pub(crate) fn classify(headers: &HeaderMap, raw: &[u8]) -> Result<HubPost, Refusal> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -577,6 +715,7 @@ fn subscribe(
         let status = match error {
             SubscribeError::UnknownTopic | SubscribeError::UnknownEndpoint => StatusCode::NOT_FOUND,
             SubscribeError::NoReadScope => StatusCode::FORBIDDEN,
+            SubscribeError::TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         Refusal::new(status, error.to_string())
     })?;
@@ -647,6 +786,10 @@ async fn websocket(
     let connection = match state.engine.connect(&endpoint) {
         Ok(connection) => connection,
         Err(error @ ConnectError::UnknownEndpoint) => {
+            // Guessing endpoints draws on the allowance for failed credentials.
+            if let Err(limited) = state.limits.unauthenticated() {
+                return Refusal::from(limited).into_response();
+            }
             return text(StatusCode::NOT_FOUND, error.to_string());
         }
         Err(error @ ConnectError::AlreadyConnected) => {
@@ -654,46 +797,95 @@ async fn websocket(
         }
     };
     let engine = state.engine.clone();
+    let max = state.engine.settings().max_body_bytes;
     upgrade
-        .max_message_size(state.engine.settings().max_body_bytes)
+        .max_message_size(max)
+        .max_frame_size(max)
         .on_failed_upgrade({
             let engine = engine.clone();
             let endpoint = endpoint.clone();
             move |_| engine.socket_closed(&endpoint, Some(1000))
         })
-        .on_upgrade(move |socket| run_socket(socket, connection, engine))
+        .on_upgrade(move |socket| socket_with_deadline(socket, connection, engine))
 }
 
-/// Drives one subscriber socket: writes queued frames, reads replies, pings, and closes when
+/// Runs [`run_socket`], but once the engine has ended the subscription (unsubscribed, lease
+/// over, too slow, hub stopping) gives the socket `hub.ack_timeout_seconds` to say goodbye and
+/// then drops it. A peer that stops reading would otherwise keep the socket task stuck in a
+/// write, holding a connection the subscription caps no longer count.
+async fn socket_with_deadline(socket: WebSocket, mut connection: Connection, engine: Engine) {
+    let grace = engine.settings().ack_timeout();
+    let (forward, order) = tokio::sync::oneshot::channel();
+    let from_engine = std::mem::replace(&mut connection.close, order);
+    let ended = async move {
+        // Whether an order came or the engine dropped its end, the subscription is over.
+        if let Ok(close) = from_engine.await {
+            let _ = forward.send(close);
+        }
+    };
+    let socket = run_socket(socket, connection, engine);
+    tokio::pin!(socket);
+    tokio::select! {
+        // The engine sends its order before it drops the subscription's queue: forwarding the
+        // order first keeps the socket from seeing the queue end before the order (which would
+        // skip the denial frame).
+        biased;
+        () = ended => {
+            if tokio::time::timeout(grace, socket).await.is_err() {
+                tracing::debug!("dropped a socket whose peer stopped reading");
+            }
+        }
+        () = &mut socket => {}
+    }
+}
+
+/// Drives one subscriber socket: reads replies, pings, writes what had to wait, and closes when
 /// the engine orders it or the peer goes away.
+///
+/// Frames usually do not pass through this task: the engine writes each one through the
+/// socket's [`SocketOutlet`] as it publishes (no task or thread to wake per subscriber, and the
+/// frame leaves before the publishing request is answered). The task writes what the engine had
+/// to queue instead, and finishes writes the socket could not take at once.
 async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engine) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let outlet = Arc::new(SocketOutlet {
+        wire: parking_lot::Mutex::new(Wire { sink, busy: false }),
+        unfinished: tokio::sync::Notify::new(),
+    });
     let ping_every = engine.settings().ping_interval();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     let endpoint = connection.endpoint.clone();
+    engine.attach_outlet(&endpoint, outlet.clone());
+    let frames = &mut connection.frames;
     let close_code = loop {
         tokio::select! {
             biased;
             order = &mut connection.close => {
                 if let Ok(CloseOrder { denial, code, reason }) = order {
-                    if let Some(denial) = denial {
-                        let _ = sink.send(Message::Text(denial)).await;
+                    let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+                    for message in denial.map(Message::Text).into_iter().chain([close]) {
+                        if outlet.write(Some(message), None).await.is_err() {
+                            break;
+                        }
                     }
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
                 }
                 // The engine already removed the subscription.
                 return;
             }
-            frame = connection.frames.recv() => match frame {
+            queued = outlet.next_queued(frames) => match queued {
                 Some(frame) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
+                    if outlet.write(Some(Message::Text(frame)), Some(frames)).await.is_err() {
                         break None;
                     }
                 }
                 None => return,
             },
+            () = outlet.unfinished.notified() => {
+                if outlet.write(None, Some(frames)).await.is_err() {
+                    break None;
+                }
+            }
             incoming = stream.next() => {
                 last_heard = Instant::now();
                 match incoming {
@@ -709,11 +901,121 @@ async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engin
                     tracing::info!("a subscriber stopped answering pings; treating it as gone");
                     break None;
                 }
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                if outlet.write(Some(Message::Ping(Bytes::new())), Some(frames)).await.is_err() {
                     break None;
                 }
             }
         }
     };
     engine.socket_closed(&endpoint, close_code);
+}
+
+/// The write half of a subscriber socket, shared by its task and the engine's direct path.
+struct SocketOutlet {
+    wire: parking_lot::Mutex<Wire>,
+    /// Signalled when the direct path left a frame in the sink for the task to finish.
+    unfinished: tokio::sync::Notify,
+}
+
+struct Wire {
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    /// The task owns the sink (it is writing, or waiting for the socket to drain): the direct
+    /// path must queue behind it. Waiting is left to the task alone because only its waker
+    /// will be woken when the socket drains.
+    busy: bool,
+}
+
+impl crate::engine::Outlet for SocketOutlet {
+    fn try_write(&self, frame: &crate::engine::FrameText) -> bool {
+        use std::task::{Context, Poll, Waker};
+        // The task holds the wire only for a poll, never across a wait: contention means it
+        // is writing, and the frame belongs behind what it writes.
+        let Some(mut wire) = self.wire.try_lock() else {
+            return false;
+        };
+        if wire.busy {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        if !matches!(wire.sink.poll_ready_unpin(&mut cx), Poll::Ready(Ok(()))) {
+            return false;
+        }
+        // From here on the frame is the sink's: a failed write means the socket is gone,
+        // which its task learns from the read side.
+        if wire
+            .sink
+            .start_send_unpin(Message::Text(frame.clone()))
+            .is_ok()
+            && wire.sink.poll_flush_unpin(&mut cx).is_pending()
+        {
+            wire.busy = true;
+            drop(wire);
+            self.unfinished.notify_one();
+        }
+        true
+    }
+}
+
+impl SocketOutlet {
+    /// The next queued frame; taken under the wire's lock and marking it busy, so the direct
+    /// path cannot overtake a frame between the queue and the socket.
+    fn next_queued<'a>(
+        &'a self,
+        frames: &'a mut tokio::sync::mpsc::Receiver<crate::engine::FrameText>,
+    ) -> impl Future<Output = Option<crate::engine::FrameText>> + 'a {
+        use std::task::Poll;
+        std::future::poll_fn(move |cx| {
+            let mut wire = self.wire.lock();
+            let polled = frames.poll_recv(cx);
+            if let Poll::Ready(Some(_)) = polled {
+                wire.busy = true;
+            }
+            polled
+        })
+    }
+
+    /// Writes `first`, then everything queued behind it, and flushes; the wire goes back to the
+    /// direct path only once nothing is left queued.
+    async fn write(
+        &self,
+        first: Option<Message>,
+        mut frames: Option<&mut tokio::sync::mpsc::Receiver<crate::engine::FrameText>>,
+    ) -> Result<(), axum::Error> {
+        use std::task::Poll;
+        let mut next = first;
+        std::future::poll_fn(|cx| {
+            let mut wire = self.wire.lock();
+            wire.busy = true;
+            loop {
+                if next.is_none() {
+                    next = frames
+                        .as_deref_mut()
+                        .and_then(|f| f.try_recv().ok())
+                        .map(Message::Text);
+                }
+                if let Some(message) = next.take() {
+                    match wire.sink.poll_ready_unpin(cx) {
+                        Poll::Ready(Ok(())) => wire.sink.start_send_unpin(message)?,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {
+                            next = Some(message);
+                            return Poll::Pending;
+                        }
+                    }
+                    continue;
+                }
+                match wire.sink.poll_flush_unpin(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+                // Frames queued while this flush waited go out before the direct path resumes.
+                if frames.as_deref().is_some_and(|f| !f.is_empty()) {
+                    continue;
+                }
+                wire.busy = false;
+                return Poll::Ready(Ok(()));
+            }
+        })
+        .await
+    }
 }

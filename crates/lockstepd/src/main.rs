@@ -138,7 +138,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command.unwrap_or(Command::Run), config)) {
+    let sources = ConfigSources::standard(cli.config.as_deref(), cli.overrides.clone());
+    match runtime.block_on(execute(
+        cli.command.unwrap_or(Command::Run),
+        config,
+        sources,
+    )) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lockstepd: {e:#}");
@@ -147,9 +152,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+async fn execute(command: Command, config: Config, sources: ConfigSources) -> anyhow::Result<()> {
     match command {
-        Command::Run => lockstep_agent::run_until_signal(config).await,
+        Command::Run => lockstep_agent::run_until_signal_reloading(config, Some(sources)).await,
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
             eprintln!("lockstepd: configuration is valid");

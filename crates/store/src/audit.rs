@@ -58,6 +58,13 @@ pub enum AuditKind {
     StoreWriteFailed,
     /// Retention removed old rows; detail: how many and why.
     StorePruned,
+    /// A bridge's link state changed. actor: bridge name; detail: the state and why.
+    BridgeLink,
+    /// A bridge launched its app or wrote a file for it. actor: bridge name.
+    BridgeAction,
+    /// A bridge refused input (a file, an unmapped identifier, another patient). actor: bridge
+    /// name; detail: why (may name a patient).
+    BridgeRejected,
 }
 
 impl AuditKind {
@@ -77,6 +84,9 @@ impl AuditKind {
         AuditKind::StoreOverflow,
         AuditKind::StoreWriteFailed,
         AuditKind::StorePruned,
+        AuditKind::BridgeLink,
+        AuditKind::BridgeAction,
+        AuditKind::BridgeRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +106,9 @@ impl AuditKind {
             AuditKind::StoreOverflow => "store.overflow",
             AuditKind::StoreWriteFailed => "store.write_failed",
             AuditKind::StorePruned => "store.pruned",
+            AuditKind::BridgeLink => "bridge.link",
+            AuditKind::BridgeAction => "bridge.action",
+            AuditKind::BridgeRejected => "bridge.rejected",
         }
     }
 }

@@ -63,6 +63,9 @@ fn kinds_have_stable_strings() {
             "store.overflow",
             "store.write_failed",
             "store.pruned",
+            "bridge.link",
+            "bridge.action",
+            "bridge.rejected",
         ]
     );
 }

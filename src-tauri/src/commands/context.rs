@@ -1,22 +1,56 @@
-//! `current_context`: the shared context as the window shows it.
+//! The current-context window: the context, the connected apps and the tray's state, and
+//! pausing (the same as the tray's Pause following / Resume).
 
 use lockstep_agent::AgentHandle;
+use serde::Serialize;
 use tauri::State;
 
 use super::{CommandError, ErrorKind};
-use crate::view::CurrentContext;
+use crate::present::Presented;
+use crate::view::{AppLink, CurrentContext, StatusView};
+
+/// Everything the window shows, in one answer; later changes come as events.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentView {
+    pub context: CurrentContext,
+    pub links: Vec<AppLink>,
+    pub status: StatusView,
+}
 
 #[tauri::command]
-pub fn current_context(agent: State<'_, AgentHandle>) -> Result<CurrentContext, CommandError> {
-    let context = agent.watch_context();
+pub fn current_view(
+    agent: State<'_, AgentHandle>,
+    presented: State<'_, Presented>,
+) -> Result<CurrentView, CommandError> {
+    let status = agent.watch_status();
     // A closed channel means the agent is gone; its last value would be stale, and showing a
     // stale patient as current is the one thing this window must never do.
-    if context.has_changed().is_err() {
-        return Err(CommandError {
-            kind: ErrorKind::AgentStopped,
-            message: "The agent has stopped; the context is no longer kept in step.".to_owned(),
-        });
+    if status.has_changed().is_err() {
+        return Err(CommandError::new(
+            ErrorKind::AgentStopped,
+            "The agent has stopped; the context is no longer kept in step.",
+        ));
     }
-    let summary = context.borrow();
-    Ok(CurrentContext::new(agent.hub_url(), summary.as_ref()))
+    let links = agent
+        .watch_links()
+        .borrow()
+        .iter()
+        .map(AppLink::from)
+        .collect();
+    Ok(CurrentView {
+        context: presented.context(),
+        links,
+        status: StatusView::from(*status.borrow()),
+    })
+}
+
+/// Pauses following (the hub refuses every context change until resumed) or resumes it.
+#[tauri::command]
+pub fn set_paused(agent: State<'_, AgentHandle>, paused: bool) {
+    tracing::info!(
+        "{} from the current-context window",
+        if paused { "pause" } else { "resume" }
+    );
+    agent.set_paused(paused);
 }

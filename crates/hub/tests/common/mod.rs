@@ -54,6 +54,12 @@ impl Hub {
     }
 
     pub async fn start_with(settings: HubSettings) -> Hub {
+        Self::start_with_client(settings, reqwest::Client::new()).await
+    }
+
+    /// A hub with `settings`, driven by `http` (e.g. a client that trusts a test certificate);
+    /// `origin` is the one the hub hands out (`https://…` when TLS is configured).
+    pub async fn start_with_client(settings: HubSettings, http: reqwest::Client) -> Hub {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let engine = Engine::new(settings.clone());
@@ -61,19 +67,26 @@ impl Hub {
         let authority = Arc::new(Authority::new(clients(), settings.token_lifetime()));
         let state = HubState::new(engine.clone(), authority, topic.clone(), port);
         let hub_url = state.hub_url();
+        let origin = state.origin.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(lockstep_hub::serve(vec![listener], state, async {
             let _ = stopped.await;
         }));
         Hub {
-            origin: format!("http://127.0.0.1:{port}"),
+            origin,
             hub_url,
             topic: topic.to_string(),
             engine,
-            http: reqwest::Client::new(),
+            http,
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// `127.0.0.1:<port>`: where to open raw TCP connections to this hub.
+    pub fn address(&self) -> String {
+        let port = self.origin.rsplit(':').next().unwrap();
+        format!("127.0.0.1:{port}")
     }
 
     /// Stops the server and waits for it.

@@ -66,6 +66,10 @@ impl Daemon {
             .unwrap()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill_hard(mut self) {
         self.child.kill().unwrap();

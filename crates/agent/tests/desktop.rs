@@ -1,0 +1,353 @@
+//! What the tray and its windows drive: link states, the tray status, pause, registering and
+//! removing apps, settings and site-policy locks.
+
+use lockstep_agent::client::HubClient;
+use lockstep_agent::config::{ConfigSources, LockedSetting};
+use lockstep_agent::desktop::{DesktopError, TrayStatus};
+use lockstep_agent::secrets::{MemoryStore, SecretError, SecretStore};
+use lockstep_agent::{Agent, AgentHandle, Config};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USER_FILE: &str = r#"
+[hub]
+port = 0
+
+[[apps]]
+client_id = "ris"
+client_secret = "secret-for-tests"
+scopes = ["fhircast/*.read", "fhircast/*.write"]
+name = "RIS"
+"#;
+
+struct Setup {
+    agent: AgentHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn user_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.toml")
+    }
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.agent.port())
+    }
+}
+
+async fn start_with(policy: Option<&str>, secrets: Arc<dyn SecretStore>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("config.toml");
+    std::fs::write(
+        &user,
+        format!(
+            "{USER_FILE}\n[history]\ndatabase = \"{}\"\n",
+            dir.path().join("db").display()
+        ),
+    )
+    .unwrap();
+    let policy_path = policy.map(|text| {
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let config = Config::load_from(&ConfigSources {
+        policy: policy_path,
+        files: vec![(user.clone(), true)],
+        user_file: Some(user),
+        ..Default::default()
+    })
+    .unwrap();
+    let agent = Agent::start_with(config, secrets).await.unwrap();
+    Setup { agent, dir }
+}
+
+async fn start() -> Setup {
+    start_with(None, Arc::new(MemoryStore::default())).await
+}
+
+fn patient(id: &str) -> serde_json::Value {
+    json!([{ "key": "patient", "resource": { "resourceType": "Patient", "id": id, "identifier": [{ "value": id }] } }])
+}
+
+async fn wait_for<T: Clone>(
+    rx: &mut tokio::sync::watch::Receiver<T>,
+    what: &str,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let result = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| ok(v))).await;
+    result
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn pause_refuses_context_changes_until_resumed() {
+    let s = start().await;
+    let ris = HubClient::sign_in(&s.origin(), "ris", "secret-for-tests", None)
+        .await
+        .unwrap();
+    let mut status = s.agent.watch_status();
+    s.agent.set_paused(true);
+    wait_for(&mut status, "paused", |st| *st == TrayStatus::Paused).await;
+    let refused = ris
+        .publish("Patient-open", patient("p1"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("409") && refused.contains("paused"),
+        "{refused}"
+    );
+    assert_eq!(ris.current_context().await.unwrap()["context.type"], "");
+    s.agent.set_paused(false);
+    ris.publish("Patient-open", patient("p1"), None)
+        .await
+        .unwrap();
+    wait_for(&mut status, "patient", |st| *st == TrayStatus::Patient).await;
+    s.agent.history().writer().flush().await.unwrap();
+    let audit = s
+        .agent
+        .history()
+        .store()
+        .audit(&Default::default())
+        .unwrap();
+    assert!(audit.iter().any(|a| a.detail.contains("following paused")));
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn link_states_and_tray_status_follow_the_apps() {
+    let s = start().await;
+    let ris = HubClient::sign_in(&s.origin(), "ris", "secret-for-tests", None)
+        .await
+        .unwrap();
+    let mut links = s.agent.watch_links();
+    let mut status = s.agent.watch_status();
+    let mut viewer = ris.subscribe("Patient-open", Some("Viewer")).await.unwrap();
+    wait_for(&mut links, "viewer following", |l| {
+        l.iter()
+            .any(|v| v.name == "Viewer" && v.state == "following")
+    })
+    .await;
+
+    let id = ris
+        .publish("Patient-open", patient("p1"), None)
+        .await
+        .unwrap();
+    viewer.next_frame().await.unwrap();
+    viewer.acknowledge(&id, 409).await.unwrap();
+    let list = wait_for(&mut links, "viewer refused", |l| {
+        l.iter().any(|v| v.name == "Viewer" && v.state == "refused")
+    })
+    .await;
+    let link = list.iter().find(|v| v.name == "Viewer").unwrap();
+    assert!(link.problem);
+    assert!(link.detail.as_deref().unwrap().contains("409"), "{link:?}");
+    wait_for(&mut status, "problem", |st| *st == TrayStatus::Problem).await;
+
+    let id = ris
+        .publish("Patient-open", patient("p2"), None)
+        .await
+        .unwrap();
+    viewer.next_frame().await.unwrap();
+    viewer.acknowledge(&id, 200).await.unwrap();
+    wait_for(&mut status, "patient again", |st| {
+        *st == TrayStatus::Patient
+    })
+    .await;
+    let list = s.agent.watch_links().borrow().clone();
+    assert!(list.iter().all(|v| !v.problem && v.detail.is_none()));
+
+    viewer.close().await.unwrap();
+    wait_for(&mut links, "viewer gone", |l| {
+        l.iter()
+            .any(|v| v.name == "Viewer" && v.state == "gone" && !v.problem)
+    })
+    .await;
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_added_app_gets_a_token_at_once_and_a_removed_one_stops_working() {
+    let secrets = Arc::new(MemoryStore::default());
+    let s = start_with(None, secrets.clone()).await;
+    let new = s
+        .agent
+        .add_app("Reading Room PACS", vec!["fhircast/*.read".into()])
+        .await
+        .unwrap();
+    assert!(
+        new.client_id.starts_with("reading-room-pacs-"),
+        "{}",
+        new.client_id
+    );
+    assert!(new.secret_in_keyring);
+    assert!(new.client_secret.len() >= 32);
+    assert_eq!(
+        secrets
+            .get(&format!("app.{}", new.client_id))
+            .unwrap()
+            .as_deref(),
+        Some(new.client_secret.as_str())
+    );
+    let written = std::fs::read_to_string(s.user_file()).unwrap();
+    assert!(
+        written.contains(&new.client_id) && !written.contains(&new.client_secret),
+        "{written}"
+    );
+    assert!(
+        s.agent
+            .apps()
+            .iter()
+            .any(|a| a.client_id == new.client_id && a.secret_in_keyring)
+    );
+
+    let pacs = HubClient::sign_in(&s.origin(), &new.client_id, &new.client_secret, None)
+        .await
+        .unwrap();
+    assert!(pacs.current_context().await.is_ok());
+
+    s.agent.remove_app(&new.client_id).await.unwrap();
+    assert!(
+        pacs.current_context().await.is_err(),
+        "its token stops working at once"
+    );
+    assert!(
+        HubClient::sign_in(&s.origin(), &new.client_id, &new.client_secret, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        secrets
+            .get(&format!("app.{}", new.client_id))
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.agent.remove_app("nobody").await,
+        Err(DesktopError::UnknownApp(..))
+    ));
+    assert!(matches!(
+        s.agent.add_app("  ", vec!["fhircast/*.read".into()]).await,
+        Err(DesktopError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.agent.add_app("X", vec!["fhircast/bad".into()]).await,
+        Err(DesktopError::Invalid(_))
+    ));
+    s.agent.shutdown().await;
+}
+
+/// A keyring that is not there (no Secret Service in this session).
+struct NoKeyring;
+impl SecretStore for NoKeyring {
+    fn get(&self, _: &str) -> Result<Option<String>, SecretError> {
+        Err(SecretError("no keyring".into()))
+    }
+    fn set(&self, _: &str, _: &str) -> Result<(), SecretError> {
+        Err(SecretError("no keyring".into()))
+    }
+    fn delete(&self, _: &str) -> Result<(), SecretError> {
+        Err(SecretError("no keyring".into()))
+    }
+}
+
+#[tokio::test]
+async fn without_a_keyring_the_secret_goes_to_the_owner_only_file() {
+    let s = start_with(None, Arc::new(NoKeyring)).await;
+    let new = s
+        .agent
+        .add_app("Dictation", vec!["fhircast/*.read".into()])
+        .await
+        .unwrap();
+    assert!(!new.secret_in_keyring);
+    let written = std::fs::read_to_string(s.user_file()).unwrap();
+    assert!(written.contains(&new.client_secret));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(s.user_file())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        HubClient::sign_in(&s.origin(), &new.client_id, &new.client_secret, None)
+            .await
+            .is_ok()
+    );
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn settings_change_in_the_user_file_unless_policy_locks_them() {
+    let policy = "[desktop]\nstart_at_login = true\n";
+    let s = start_with(Some(policy), Arc::new(MemoryStore::default())).await;
+    let settings = s.agent.settings();
+    assert!(settings.start_at_login);
+    assert!(settings.locked.contains(&LockedSetting {
+        key: "desktop.start_at_login".into(),
+        source: s.dir.path().join("policy.toml").display().to_string()
+    }));
+    let locked = s
+        .agent
+        .set_setting("desktop.start_at_login", json!(false))
+        .await
+        .unwrap_err();
+    assert!(matches!(locked, DesktopError::Locked { .. }), "{locked}");
+    assert!(locked.to_string().contains("policy.toml"));
+
+    s.agent
+        .set_setting("desktop.notifications", json!(false))
+        .await
+        .unwrap();
+    assert!(!s.agent.settings().notifications);
+    assert!(
+        std::fs::read_to_string(s.user_file())
+            .unwrap()
+            .contains("notifications = false")
+    );
+    s.agent.set_setting("hub.port", json!(5123)).await.unwrap();
+    assert_eq!(s.agent.settings().hub_port, 5123);
+
+    for (key, value) in [
+        ("hub.port", json!("high")),
+        ("hub.port", json!(70000)),
+        ("hub.max_body_bytes", json!(1)),
+        ("nonsense", json!(1)),
+    ] {
+        assert!(
+            matches!(
+                s.agent.set_setting(key, value).await,
+                Err(DesktopError::Invalid(_))
+            ),
+            "{key}"
+        );
+    }
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_policy_that_sets_the_apps_locks_the_list() {
+    let policy = "[[apps]]\nclient_id = \"site\"\nclient_secret = \"site-secret-1\"\nscopes = [\"fhircast/*.read\"]\n";
+    let s = start_with(Some(policy), Arc::new(MemoryStore::default())).await;
+    assert!(s.agent.apps().iter().all(|a| a.locked_by.is_some()));
+    assert_eq!(
+        s.agent.apps().len(),
+        1,
+        "the policy's apps replace the user's"
+    );
+    assert!(matches!(
+        s.agent
+            .add_app("Mine", vec!["fhircast/*.read".into()])
+            .await,
+        Err(DesktopError::Locked { .. })
+    ));
+    s.agent.shutdown().await;
+}

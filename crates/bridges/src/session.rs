@@ -1,0 +1,318 @@
+//! How a bridge takes part in the clinician's session: in-process, exactly like a WebSocket
+//! app but with no socket. It subscribes and acknowledges through the engine, requests changes
+//! with its own grant (so its name is in SyncErrors, history and the audit trail), and reports
+//! its link state.
+
+use crate::{Board, BridgeError, LinkState};
+use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
+use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
+use lockstep_hub::engine::{BridgeReport, CloseOrder, Connection};
+use lockstep_hub::{Engine, EngineEvent, TokenGrant};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A bridge's grant outlives any lease; leases are renewed well before they end.
+const GRANT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// One bridge's seat in the session. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+struct SessionInner {
+    engine: Engine,
+    topic: Arc<str>,
+    name: String,
+    grant: TokenGrant,
+    board: Board,
+}
+
+impl Session {
+    /// `read`: events the bridge follows; `write`: events it may request (SyncError always).
+    pub(crate) fn new(
+        engine: Engine,
+        topic: Arc<str>,
+        name: &str,
+        read: &[&'static EventSpec],
+        write: &[&'static EventSpec],
+        board: Board,
+    ) -> Self {
+        let scopes: Vec<String> = read
+            .iter()
+            .map(|e| format!("fhircast/{}.read", e.name))
+            .chain(write.iter().map(|e| format!("fhircast/{}.write", e.name)))
+            .chain(std::iter::once("fhircast/SyncError.write".to_owned()))
+            .collect();
+        let grant = TokenGrant {
+            // A client id of its own: a posted SyncError skips only its own sender.
+            client_id: format!("{}{name}", crate::CLIENT_ID_PREFIX),
+            client_name: name.to_owned(),
+            topic: topic.clone(),
+            scopes: ScopeSet::from_iter_checked(scopes.iter().map(String::as_str))
+                .unwrap_or_default(),
+            expires_at: Instant::now() + GRANT_LIFETIME,
+        };
+        Session {
+            inner: Arc::new(SessionInner {
+                engine,
+                topic,
+                name: name.to_owned(),
+                grant,
+                board,
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn topic(&self) -> &Arc<str> {
+        &self.inner.topic
+    }
+
+    /// Sets the link state; a change is logged and audited. `detail` must not name a patient:
+    /// it is logged at info level and shown in the tray.
+    pub fn set_state(&self, state: LinkState, detail: impl Into<String>) {
+        let detail = detail.into();
+        if self.inner.board.set(&self.inner.name, state, &detail) {
+            tracing::info!(bridge = %self.inner.name, "link {}: {detail}", state.as_str());
+            self.emit(BridgeReport::Link(state.as_str()), detail);
+        }
+    }
+
+    /// Records that the bridge launched its app or wrote its file.
+    pub fn acted(&self, detail: impl Into<String>) {
+        self.emit(BridgeReport::Acted, detail.into());
+    }
+
+    /// Records a refusal. `log` is the line for the log (no patient identifiers); `audit` the
+    /// full reason for the audit trail.
+    pub fn rejected(&self, log: &str, audit: impl Into<String>) {
+        tracing::warn!(bridge = %self.inner.name, "{log}");
+        self.emit(BridgeReport::Rejected, audit.into());
+    }
+
+    fn emit(&self, report: BridgeReport, detail: String) {
+        self.inner.engine.emit(EngineEvent::Bridge {
+            topic: self.inner.topic.clone(),
+            bridge: self.inner.name.clone(),
+            report,
+            detail,
+        });
+    }
+
+    /// A fresh request for `event` with `context`: (its id, the request).
+    pub fn request(&self, event: &str, context: Value) -> (String, Value) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let request = json!({
+            "timestamp": now_iso(),
+            "id": id,
+            "event": { "hub.topic": &*self.inner.topic, "hub.event": event, "context": context },
+        });
+        (id, request)
+    }
+
+    /// Validates and publishes a request as this bridge.
+    pub fn publish(&self, request: &Value) -> Result<(), BridgeError> {
+        let change = ContextChange::parse(request.to_string().as_bytes())
+            .map_err(|e| BridgeError::Publish(e.to_string()))?;
+        self.inner
+            .engine
+            .publish(&self.inner.grant, change)
+            .map_err(|e| BridgeError::Publish(e.to_string()))
+    }
+
+    /// Posts a SyncError about this bridge to the other apps.
+    pub fn sync_error(&self, event_id: &str, event_name: &str, diagnostics: &str) {
+        let report = SyncErrorReport {
+            event_id,
+            event_name,
+            subscriber_name: &self.inner.name,
+            diagnostics,
+            code: IssueCode::Processing,
+        };
+        let frame = report.notification(
+            &self.inner.topic,
+            &uuid::Uuid::new_v4().to_string(),
+            &now_iso(),
+        );
+        let posted = ContextChange::parse(frame.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                self.inner
+                    .engine
+                    .publish(&self.inner.grant, c)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = posted {
+            tracing::error!(bridge = %self.inner.name, "could not post a SyncError: {e}");
+        }
+    }
+
+    /// Subscribes to `events` and attaches, as an app's WebSocket would.
+    pub async fn join(&self, events: Vec<&'static EventSpec>) -> Result<Feed, BridgeError> {
+        let (endpoint, connection) = self.subscribe(&events, None)?;
+        let mut feed = Feed {
+            session: self.clone(),
+            events,
+            endpoint,
+            connection,
+            renew_at: Instant::now() + Duration::from_secs(3600),
+        };
+        feed.read_confirmation().await?;
+        Ok(feed)
+    }
+
+    fn subscribe(
+        &self,
+        events: &[&'static EventSpec],
+        endpoint: Option<String>,
+    ) -> Result<(String, Option<Connection>), BridgeError> {
+        let request = SubscriptionRequest {
+            mode: Mode::Subscribe,
+            topic: self.inner.topic.to_string(),
+            events: events.to_vec(),
+            lease_seconds: Some(self.inner.engine.settings().lease_seconds_max),
+            channel_endpoint: endpoint.clone(),
+            subscriber_name: Some(self.inner.name.clone()),
+        };
+        let outcome = self
+            .inner
+            .engine
+            .subscribe(&self.inner.grant, request)
+            .map_err(|e| BridgeError::Join(e.to_string()))?;
+        if endpoint.is_some() {
+            return Ok((outcome.endpoint, None));
+        }
+        let connection = self
+            .inner
+            .engine
+            .connect(&outcome.endpoint)
+            .map_err(|e| BridgeError::Join(e.to_string()))?;
+        Ok((outcome.endpoint, Some(connection)))
+    }
+}
+
+/// The notifications a bridge receives, with the lease kept alive underneath.
+pub struct Feed {
+    session: Session,
+    events: Vec<&'static EventSpec>,
+    endpoint: String,
+    connection: Option<Connection>,
+    renew_at: Instant,
+}
+
+impl Feed {
+    /// The next notification. Confirmations are read here; a subscription the hub ended
+    /// (lease, policy) is joined again, and the replay that follows arrives as notifications.
+    pub async fn next(&mut self) -> Result<ContextChange, BridgeError> {
+        enum Next {
+            Frame(Option<lockstep_hub::engine::FrameText>),
+            Closed(String),
+            Renew,
+        }
+        loop {
+            let Some(connection) = self.connection.as_mut() else {
+                self.rejoin("not connected")?;
+                continue;
+            };
+            let renew_at = tokio::time::Instant::from_std(self.renew_at);
+            let next = tokio::select! {
+                frame = connection.frames.recv() => Next::Frame(frame),
+                order = &mut connection.close => Next::Closed(describe(order)),
+                _ = tokio::time::sleep_until(renew_at) => Next::Renew,
+            };
+            match next {
+                Next::Frame(Some(text)) => {
+                    if let Ok(change) = ContextChange::parse(text.as_bytes()) {
+                        return Ok(change);
+                    }
+                    self.note_confirmation(text.as_str());
+                }
+                Next::Frame(None) => self.rejoin("the hub ended the subscription")?,
+                Next::Closed(reason) => self.rejoin(&reason)?,
+                Next::Renew => {
+                    self.session
+                        .subscribe(&self.events, Some(self.endpoint.clone()))?;
+                    // The new confirmation (with the new lease) arrives as a frame; until
+                    // then, try again in a minute.
+                    self.renew_at = Instant::now() + Duration::from_secs(60);
+                }
+            }
+        }
+    }
+
+    /// Answers a notification, as an app answers on its socket.
+    pub fn reply(&self, event_id: &str, status: u16) {
+        let reply = json!({ "id": event_id, "status": status }).to_string();
+        self.session.engine().reply(&self.endpoint, &reply);
+    }
+
+    async fn read_confirmation(&mut self) -> Result<(), BridgeError> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(());
+        };
+        match connection.frames.recv().await {
+            Some(text) => {
+                let text = text.as_str().to_owned();
+                self.note_confirmation(&text);
+                Ok(())
+            }
+            None => Err(BridgeError::Join(
+                "the hub closed the subscription at once".into(),
+            )),
+        }
+    }
+
+    /// Reads `hub.lease_seconds` from a confirmation and plans the renewal at half of it.
+    fn note_confirmation(&mut self, text: &str) {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        if let Some(lease) = frame.get("hub.lease_seconds").and_then(Value::as_u64) {
+            self.renew_at = Instant::now() + Duration::from_secs((lease / 2).max(1));
+        }
+    }
+
+    fn rejoin(&mut self, why: &str) -> Result<(), BridgeError> {
+        tracing::info!(bridge = %self.session.name(), "joining the session again: {why}");
+        self.session
+            .engine()
+            .socket_closed(&self.endpoint, Some(1000));
+        let (endpoint, connection) = self.session.subscribe(&self.events, None)?;
+        self.endpoint = endpoint;
+        self.connection = connection;
+        Ok(())
+    }
+}
+
+impl Drop for Feed {
+    /// However the bridge ends (stopped, failed, panicked), its subscription goes with it.
+    fn drop(&mut self) {
+        self.session
+            .engine()
+            .socket_closed(&self.endpoint, Some(1000));
+    }
+}
+
+fn describe(order: Result<CloseOrder, oneshot::error::RecvError>) -> String {
+    match order {
+        Ok(order) if !order.reason.is_empty() => order.reason.to_owned(),
+        Ok(order) => format!("closed with code {}", order.code),
+        Err(_) => "the hub dropped the subscription".to_owned(),
+    }
+}
+
+pub(crate) fn now_iso() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,447 @@
+//! The context-history window: pages of history (newest first, paged by row id so any page of
+//! 100,000 rows is as fast as the first), one entry in full with each app's outcome, reopening
+//! a past context, and the current view as CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lockstep_agent::AgentHandle;
+use lockstep_agent::history::{History, ReopenError, query_from_params};
+use lockstep_fhircast::EventSpec;
+use lockstep_fhircast::event::{EventKind, SYNC_ERROR};
+use lockstep_store::{AuditKind, AuditQuery, HistoryEntry, HistoryQuery};
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, Manager, State};
+
+use super::{CommandError, ErrorKind};
+
+/// The filters as the page holds them; blank fields filter nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HistoryFilter {
+    /// Words to find in the patient's name, identifier, accession or study description.
+    pub text: Option<String>,
+    pub app: Option<String>,
+    pub event: Option<String>,
+    /// RFC 3339, inclusive (the page sends local midnight).
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+    /// The next page: rows older than this row id.
+    pub before: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+impl HistoryFilter {
+    /// The agent's own reading of history filters, shared with the HTTP API and `lockstepd`.
+    fn query(&self) -> Result<HistoryQuery, CommandError> {
+        let before = self.before.map(|id| id.to_string());
+        let limit = self.limit.map(|n| n.to_string());
+        let params = [
+            ("text", self.text.as_deref()),
+            ("app", self.app.as_deref()),
+            ("event", self.event.as_deref()),
+            ("from", self.from.as_deref()),
+            ("to", self.to.as_deref()),
+            ("before", before.as_deref()),
+            ("limit", limit.as_deref()),
+        ];
+        query_from_params(
+            params
+                .into_iter()
+                .filter_map(|(key, value)| Some((key, value?)))
+                .filter(|(_, value)| !value.trim().is_empty()),
+        )
+        .map_err(|message| CommandError::new(ErrorKind::Invalid, message))
+    }
+}
+
+/// One history row as the list shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRow {
+    pub id: i64,
+    /// RFC 3339 UTC; the page groups and shows it in local time.
+    pub at: String,
+    pub at_ms: i64,
+    pub event: String,
+    pub app: String,
+    pub patient_name: Option<String>,
+    pub patient_mrn: Option<String>,
+    pub birth_date: Option<String>,
+    pub accession: Option<String>,
+    pub modality: Option<String>,
+    pub description: Option<String>,
+    pub report_status: Option<String>,
+}
+
+impl From<&HistoryEntry> for HistoryRow {
+    fn from(entry: &HistoryEntry) -> Self {
+        let s = &entry.summary;
+        Self {
+            id: entry.id,
+            at: entry.at.clone(),
+            at_ms: entry.at_ms,
+            event: entry.event.clone(),
+            app: entry.app.clone(),
+            patient_name: s.patient_name.clone(),
+            patient_mrn: s.patient_mrn.clone(),
+            birth_date: s.patient_birth_date.clone(),
+            accession: s.study_accession.clone(),
+            modality: s.study_modality.clone(),
+            description: s.study_description.clone(),
+            report_status: s.report_status.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub rows: Vec<HistoryRow>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[tauri::command]
+pub async fn history_page(
+    agent: State<'_, AgentHandle>,
+    filter: HistoryFilter,
+) -> Result<HistoryPage, CommandError> {
+    let query = filter.query()?;
+    let history = agent.history().clone();
+    blocking(move || {
+        let entries = history.query(&query).map_err(CommandError::failed)?;
+        let next_before = query.next_page(&entries).and_then(|next| next.before_id);
+        Ok(HistoryPage {
+            rows: entries.iter().map(HistoryRow::from).collect(),
+            next_before,
+        })
+    })
+    .await
+}
+
+/// One app's outcome for an event, or another act on it (a reopen).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub at: String,
+    /// The subscriber (or who reopened it).
+    pub actor: String,
+    /// `acknowledged`, `refused`, `timed-out` or `reopened`.
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryDetail {
+    pub row: HistoryRow,
+    pub event_id: String,
+    /// The notification as the hub sent it, indented for reading.
+    pub event_json: String,
+    pub outcomes: Vec<Outcome>,
+    /// Only an open can be reopened.
+    pub can_reopen: bool,
+}
+
+#[tauri::command]
+pub async fn history_detail(
+    agent: State<'_, AgentHandle>,
+    id: i64,
+) -> Result<HistoryDetail, CommandError> {
+    let history = agent.history().clone();
+    blocking(move || {
+        let entry = history
+            .store()
+            .history_entry(id)
+            .map_err(CommandError::failed)?
+            .ok_or_else(|| {
+                CommandError::new(ErrorKind::NotFound, format!("no history entry {id}"))
+            })?;
+        let audit = history
+            .store()
+            .audit(&AuditQuery {
+                subject: Some(entry.event_id.clone()),
+                limit: HistoryQuery::MAX_LIMIT,
+                ..AuditQuery::default()
+            })
+            .map_err(CommandError::failed)?;
+        let mut outcomes: Vec<Outcome> = audit
+            .into_iter()
+            .filter_map(|row| {
+                let outcome = match row.kind()? {
+                    AuditKind::DeliveryAcknowledged => "acknowledged",
+                    AuditKind::DeliveryRefused => "refused",
+                    AuditKind::DeliveryTimedOut => "timed-out",
+                    AuditKind::HistoryReopened => "reopened",
+                    _ => return None,
+                };
+                Some(Outcome {
+                    at: row.at,
+                    actor: row.actor,
+                    outcome,
+                    detail: row.detail,
+                })
+            })
+            .collect();
+        // Oldest first: the order things happened in.
+        outcomes.reverse();
+        let event_json = serde_json::from_str::<serde_json::Value>(&entry.event_json)
+            .and_then(|value| serde_json::to_string_pretty(&value))
+            .unwrap_or_else(|_| entry.event_json.clone());
+        let can_reopen =
+            EventSpec::lookup(&entry.event).is_some_and(|spec| spec.kind == EventKind::Open);
+        Ok(HistoryDetail {
+            row: HistoryRow::from(&entry),
+            event_id: entry.event_id.clone(),
+            event_json,
+            outcomes,
+            can_reopen,
+        })
+    })
+    .await
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reopened {
+    pub event_id: String,
+}
+
+/// Publishes a past open again (the page has asked the user to confirm); audited with who.
+#[tauri::command]
+pub async fn history_reopen(
+    agent: State<'_, AgentHandle>,
+    id: i64,
+) -> Result<Reopened, CommandError> {
+    let history = agent.history().clone();
+    let by = desktop_user();
+    tracing::info!("history entry {id} reopened from the history window");
+    let recorder = history.clone();
+    let reopened = blocking(move || {
+        history
+            .reopen(id, &by)
+            .map(|event_id| Reopened { event_id })
+            .map_err(|error| {
+                let kind = match &error {
+                    ReopenError::NotFound(_) => ErrorKind::NotFound,
+                    ReopenError::NotAnOpen { .. } | ReopenError::Invalid(_) => ErrorKind::Invalid,
+                    ReopenError::Refused(_) => ErrorKind::Refused,
+                    ReopenError::Store(_) => ErrorKind::Failed,
+                };
+                CommandError::new(kind, error.to_string())
+            })
+    })
+    .await?;
+    // The page lists history right after: let the new row be there.
+    recorder.on_record().await;
+    Ok(reopened)
+}
+
+/// Who is at the desktop, as the audit trail records it.
+fn desktop_user() -> String {
+    let user = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown user".to_owned());
+    format!("{user} (desktop)")
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exported {
+    pub path: String,
+    pub rows: usize,
+}
+
+/// Writes every row the filters match (not only the page on screen) to a CSV file in the
+/// user's Downloads folder (else the home folder), and says where.
+#[tauri::command]
+pub async fn history_export(
+    app: AppHandle,
+    agent: State<'_, AgentHandle>,
+    filter: HistoryFilter,
+) -> Result<Exported, CommandError> {
+    let query = HistoryFilter {
+        before: None,
+        limit: Some(HistoryQuery::MAX_LIMIT),
+        ..filter
+    }
+    .query()?;
+    let folder = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().home_dir())
+        .map_err(CommandError::failed)?;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    let path = folder.join(format!("lockstep-history-{stamp}.csv"));
+    let history = agent.history().clone();
+    blocking(move || {
+        let rows = export_csv(&history, query, &path).map_err(CommandError::failed)?;
+        tracing::info!("history exported: {rows} rows to {}", path.display());
+        Ok(Exported {
+            path: path.display().to_string(),
+            rows,
+        })
+    })
+    .await
+}
+
+const CSV_HEADER: [&str; 12] = [
+    "time (UTC)",
+    "event",
+    "patient",
+    "birth date",
+    "MRN",
+    "accession",
+    "modality",
+    "study",
+    "report status",
+    "app",
+    "event id",
+    "history id",
+];
+
+fn export_csv(
+    history: &Arc<History>,
+    query: HistoryQuery,
+    path: &PathBuf,
+) -> anyhow::Result<usize> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write_csv_line(&mut out, CSV_HEADER.iter().map(|s| Some(*s)))?;
+    let mut rows = 0;
+    let mut next = Some(query);
+    while let Some(query) = next {
+        let page = history.query(&query)?;
+        for entry in &page {
+            let s = &entry.summary;
+            let id = entry.id.to_string();
+            write_csv_line(
+                &mut out,
+                [
+                    Some(entry.at.as_str()),
+                    Some(entry.event.as_str()),
+                    s.patient_name.as_deref(),
+                    s.patient_birth_date.as_deref(),
+                    s.patient_mrn.as_deref(),
+                    s.study_accession.as_deref(),
+                    s.study_modality.as_deref(),
+                    s.study_description.as_deref(),
+                    s.report_status.as_deref(),
+                    Some(entry.app.as_str()),
+                    Some(entry.event_id.as_str()),
+                    Some(id.as_str()),
+                ],
+            )?;
+        }
+        rows += page.len();
+        next = query.next_page(&page);
+    }
+    out.flush()?;
+    Ok(rows)
+}
+
+fn write_csv_line<'a>(
+    out: &mut impl Write,
+    fields: impl IntoIterator<Item = Option<&'a str>>,
+) -> std::io::Result<()> {
+    let line: Vec<String> = fields
+        .into_iter()
+        .map(|field| csv_field(field.unwrap_or_default()))
+        .collect();
+    write!(out, "{}\r\n", line.join(","))
+}
+
+/// RFC 4180 quoting. A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first)
+/// gets a leading `'`: names and descriptions come from other applications.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Choices {
+    /// The registered apps' names (history names the app that asked for each change).
+    pub apps: Vec<String>,
+    pub events: Vec<&'static str>,
+}
+
+/// What the app and event filters offer.
+#[tauri::command]
+pub fn history_choices(agent: State<'_, AgentHandle>) -> Choices {
+    let mut apps: Vec<String> = agent.apps().into_iter().map(|app| app.name).collect();
+    apps.sort();
+    apps.dedup();
+    let events = EventSpec::all()
+        .iter()
+        // A SyncError changes no context, so history has none.
+        .filter(|spec| spec.name != SYNC_ERROR)
+        .map(|spec| spec.name)
+        .collect();
+    Choices { apps, events }
+}
+
+/// Runs SQLite work off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
+) -> Result<T, CommandError> {
+    tauri::async_runtime::spawn_blocking(work)
+        .await
+        .map_err(CommandError::failed)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("DOE, Jane"), "\"DOE, Jane\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("12345"), "12345");
+    }
+
+    #[test]
+    fn blank_filters_filter_nothing() {
+        let filter = HistoryFilter {
+            text: Some("  ".into()),
+            app: Some(String::new()),
+            before: Some(120),
+            limit: Some(100),
+            ..HistoryFilter::default()
+        };
+        let query = filter.query().unwrap();
+        assert_eq!(query.text, None);
+        assert_eq!(query.app, None);
+        assert_eq!(query.before_id, Some(120));
+        assert_eq!(query.limit, 100);
+    }
+
+    #[test]
+    fn a_bad_date_is_an_invalid_filter() {
+        let filter = HistoryFilter {
+            from: Some("yesterday".into()),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(filter.query().unwrap_err().kind, ErrorKind::Invalid);
+    }
+}

@@ -190,6 +190,10 @@ async fn a_patient_opened_by_an_app_is_shown_listed_found_and_reopened() {
     })
     .await;
     app.click("#clear").await;
+    app.until("both rows again", || async {
+        (app.texts("#rows td.patient .name").await.len() == 2).then_some(())
+    })
+    .await;
 
     // The full event and how each app answered.
     app.click("#rows tr.row:nth-child(3) td.patient").await;

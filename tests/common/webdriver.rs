@@ -278,18 +278,23 @@ impl App {
         .await
     }
 
+    /// Clicks the element, as a person would. A list that re-renders between finding the
+    /// element and clicking it (a reload pushed by the agent) replaces the node: find it again.
     pub async fn click(&self, css: &str) {
-        let element = self
-            .client
-            .wait()
-            .at_most(READY)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let deadline = Instant::now() + READY;
+        loop {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await,
+                Err(error) => Err(error),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(error) if Instant::now() >= deadline => {
+                    self.fail(&format!("cannot click {css}: {error}")).await
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Replaces the text of an input, typing as a person would.
@@ -325,8 +330,17 @@ impl App {
         let Some(folder) = std::env::var_os("LOCKSTEP_SCREENSHOTS") else {
             return;
         };
-        // Fonts and layout settle a moment after the content is there.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Let the page paint what it holds (two frames), then give fonts and layout a moment:
+        // on a busy machine the snapshot can otherwise show an earlier frame.
+        let _ = self
+            .client
+            .execute_async(
+                "const done = arguments[0];
+                 requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+                vec![],
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let png = self.client.screenshot().await.expect("a screenshot");
         let folder = PathBuf::from(folder);
         std::fs::create_dir_all(&folder).expect("the screenshot folder");

@@ -1,5 +1,4 @@
-//! The baseline: the least a loopback broadcast server can do, so that every figure of the hub
-//! can be read as a ratio to what any hub on this machine could do.
+//! The baseline: a minimal loopback broadcast server, the limit every figure is a ratio to.
 //!
 //! It speaks just enough HTTP/1.1 and WebSocket for the bench's clients: a form POST subscribes
 //! (no validation, no auth) and answers an endpoint; a GET upgrades that endpoint; a JSON POST is

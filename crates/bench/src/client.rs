@@ -1,6 +1,8 @@
-//! The apps' side of the wire: a raw HTTP/1.1 publisher, WebSocket subscribers that answer
-//! every notification with `{id, status}`, and the tracker that times each event's arrival at
-//! the last of its subscribers.
+//! The apps' side of the wire: the publisher, the answering subscribers, the arrival tracker.
+//!
+//! The publisher is raw HTTP/1.1; the subscribers are WebSocket clients that answer every
+//! notification with `{id, status}`; the tracker times each event's arrival at the last of
+//! its subscribers.
 //!
 //! The publisher writes requests by hand on a kept-alive socket, so that what is timed is the
 //! server and the subscribers, not an HTTP client library.

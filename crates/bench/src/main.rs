@@ -1,10 +1,12 @@
-//! `lockstep-bench`: fan-out latency, throughput, scale and footprint of Lockstep, each beside
-//! the same measurement of a minimal broadcast server taken in the same run.
+//! `lockstep-bench`: Lockstep's fan-out, throughput, scale and footprint beside a baseline.
 //!
 //! ```sh
-//! cargo run --release -p lockstep-bench -- --json bench.json     # about 5 runs, a few minutes
-//! cargo run --release -p lockstep-bench -- --quick               # one small run, under a minute
+//! cargo run --release -p lockstep-bench -- --json bench.json     # 5 runs, about 9 minutes
+//! cargo run --release -p lockstep-bench -- --quick               # one small run, seconds
 //! ```
+//!
+//! Every figure is set beside the same measurement of a minimal broadcast server taken in the
+//! same run (see `docs/performance.md`).
 //!
 //! Servers run as child processes (`lockstepd` itself, built in release mode first; the
 //! baseline and a many-topic hub as modes of this binary); the apps (one HTTP publisher and up

@@ -1,6 +1,7 @@
-//! The bench binary's server modes, each run as a child process by the bench itself: the
-//! baseline, and the hub library serving many topics (which `lockstepd`, with its one session
-//! topic, cannot).
+//! The bench binary's server modes: the baseline, and the hub library with many topics.
+//!
+//! The bench runs each as a child process of its own; `lockstepd`, with its one session topic,
+//! cannot serve many topics, so the hub library stands in for it there.
 
 use crate::baseline;
 use crate::client::Access;

@@ -1,5 +1,7 @@
-//! The servers under test, each a child process of the bench so that clients and server never
-//! share a runtime: `lockstepd` itself, the baseline, and the hub library serving many topics.
+//! The servers under test as child processes, and what is read from them (start-up, memory).
+//!
+//! Each is its own process so that apps and server never share a runtime: `lockstepd` itself,
+//! the baseline, and the hub library serving many topics.
 
 use crate::client::{Access, HttpConn, Target, request};
 use anyhow::{Context, anyhow, bail};

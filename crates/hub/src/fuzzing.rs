@@ -122,7 +122,8 @@ pub fn websocket_frames(data: &[u8]) {
 
     let config = WebSocketConfig::default()
         .max_message_size(Some(settings.max_body_bytes))
-        .max_frame_size(Some(settings.max_body_bytes));
+        .max_frame_size(Some(settings.max_body_bytes))
+        .read_buffer_size(crate::server::WEBSOCKET_READ_BUFFER_BYTES);
     let mut socket = WebSocket::from_raw_socket(
         Peer {
             input: Cursor::new(data),

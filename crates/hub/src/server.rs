@@ -801,6 +801,7 @@ async fn websocket(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(WEBSOCKET_READ_BUFFER_BYTES)
         .on_failed_upgrade({
             let engine = engine.clone();
             let endpoint = endpoint.clone();
@@ -808,6 +809,11 @@ async fn websocket(
         })
         .on_upgrade(move |socket| socket_with_deadline(socket, connection, engine))
 }
+
+/// The read buffer of each hub socket. tungstenite's default (128 KiB) is zero-filled before
+/// every read: for `{id, status}` replies of tens of bytes that memset was most of the hub's CPU
+/// under load and most of an idle subscriber's memory. Larger frames still grow the buffer.
+pub(crate) const WEBSOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Runs [`run_socket`], but once the engine has ended the subscription (unsubscribed, lease
 /// over, too slow, hub stopping) gives the socket `hub.ack_timeout_seconds` to say goodbye and

@@ -350,15 +350,20 @@ pub async fn run_until_signal_reloading(
     config: Config,
     sources: Option<ConfigSources>,
 ) -> anyhow::Result<()> {
+    // The handlers go in before the agent starts: a signal that arrived while it started (a
+    // reload right after a service start) would otherwise take its default action, which for
+    // SIGHUP ends the process.
+    let stop = stop_signal();
+    let hangups = sources.map(|sources| (hangup_signal(), sources));
     let agent = Agent::start(config).await?;
     let reloads = async {
-        let Some(sources) = sources else {
-            return std::future::pending().await;
-        };
-        reload_on_hangup(&agent, &sources).await
+        match hangups {
+            Some((hangups, sources)) => reload_on_hangup(&agent, hangups, &sources).await,
+            None => std::future::pending().await,
+        }
     };
     tokio::select! {
-        _ = wait_for_signal() => {}
+        _ = stop => {}
         _ = reloads => {}
         _ = agent.stopped() => anyhow::bail!("the hub stopped unexpectedly"),
     }
@@ -367,14 +372,24 @@ pub async fn run_until_signal_reloading(
     Ok(())
 }
 
-/// Reloads the bridges on every SIGHUP; a configuration that does not load changes nothing.
-async fn reload_on_hangup(agent: &AgentHandle, sources: &ConfigSources) {
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Starts catching SIGHUP (where there is one).
+fn hangup_signal() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return std::future::pending().await;
-        };
+        signal(SignalKind::hangup()).ok()
+    }
+}
+
+/// Reloads the bridges on every SIGHUP; a configuration that does not load changes nothing.
+async fn reload_on_hangup(agent: &AgentHandle, hangups: Hangups, sources: &ConfigSources) {
+    #[cfg(unix)]
+    if let Some(mut hangups) = hangups {
         while hangups.recv().await.is_some() {
             match Config::load_from(sources) {
                 Ok(config) => {
@@ -388,30 +403,38 @@ async fn reload_on_hangup(agent: &AgentHandle, sources: &ConfigSources) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (agent, sources);
+        let _ = (agent, hangups, sources);
     }
     std::future::pending().await
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere); both are caught from the moment this is
+/// called, not from its first poll.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let next = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                _ = next(interrupt) => {}
+                _ = next(terminate) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

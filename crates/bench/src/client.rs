@@ -527,9 +527,10 @@ async fn subscribe(http: &mut HttpConn, target: &Target, topic: usize) -> anyhow
     // read; with 1,000 subscribers in this process that memset, not any server, would set the
     // pace. Notifications are about 1 KB, and larger frames still grow the buffer.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(endpoint, Some(config), true)
-        .await
-        .with_context(|| format!("connect {endpoint}"))?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(endpoint, Some(config), true)
+            .await
+            .with_context(|| format!("connect {endpoint}"))?;
     // The first frame is the confirmation: from then on the server counts this subscriber.
     loop {
         match tokio::time::timeout(PATIENCE, socket.next()).await {

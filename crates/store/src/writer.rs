@@ -1,23 +1,46 @@
-//! The writer: a bounded queue in front of one thread that commits records in batches.
+//! The writer: a bounded queue of records, committed in batches by whoever gets there first.
 //!
-//! Callers (the engine's listener, auth) must never wait on the disk, so recording is a
-//! `try_send`. When the queue is full the record is dropped, counted, logged, and the count is
+//! Callers (the engine's observers, auth) must never wait on the disk, so recording only
+//! queues. When the queue is full the record is dropped, counted, logged, and the count is
 //! written to the audit trail as soon as the writer catches up: nothing is lost silently.
+//!
+//! Records that no one waits for linger up to [`LINGER`] and are committed by the writer's
+//! thread. A [`StoreWriter::flush`] (an answered context change waits for one) commits what is
+//! queued in the calling thread when the database is free and the queue short: waking another
+//! thread and being woken again would cost more than the commit, and the answer waits for both.
+//! Otherwise the flush is handed to the thread. Whoever commits holds the connection, so a
+//! flush that gets it knows every record taken before it is committed.
+//!
+//! Durability comes in two steps. A commit hands the records to the operating system, which
+//! keeps them through a crash or kill of Lockstep; this is what a flush waits for, and what an
+//! answered context change promises. The WAL then reaches the disk, and so survives a power
+//! cut, within [`SYNC_WITHIN`] of the commit, synced by the thread while no one waits for it:
+//! an fsync in front of every answer would cap the hub at the disk's sync rate (see
+//! `docs/performance.md`).
 
 use crate::audit::{self, AuditKind, AuditRecord};
 use crate::error::StoreError;
 use crate::history::{self, HistoryRecord};
 use crate::retention::{self, Policy, PruneReport};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Records per transaction at most: large enough to amortise the fsync, small enough that a
-/// flush never waits behind a long commit.
+/// Records per transaction at most: large enough to amortise a commit, small enough that a
+/// flush never waits behind a long one.
 const BATCH_MAX: usize = 1000;
+
+/// A flush commits in the calling thread only up to this many queued records (a few hundred
+/// microseconds of work); a longer queue is the thread's to commit.
+const INLINE_MAX: usize = 256;
+
+/// How long a record no one waits for may stay queued before the thread commits it.
+pub const LINGER: Duration = Duration::from_millis(50);
+
+/// How soon after a commit the WAL is synced to the disk: the most a power cut can take back.
+pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 /// The longest the first prune waits after the writer starts.
 const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
@@ -26,14 +49,31 @@ const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
 /// transient I/O error).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
-/// Handle to the store's writer thread. Cheap to clone; every clone feeds the same queue.
+/// Handle to the store's writer. Cheap to clone; every clone feeds the same queue.
 ///
-/// Dropping every clone lets the thread drain the queue and stop on its own; call
+/// Dropping every clone lets the thread commit the queue and stop on its own; call
 /// [`StoreWriter::shutdown`] to wait for that.
-#[derive(Clone)]
 pub struct StoreWriter {
-    tx: SyncSender<Msg>,
     shared: Arc<Shared>,
+}
+
+impl Clone for StoreWriter {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        StoreWriter {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last handle: nothing more can be queued, so the thread may finish.
+            self.shared.queue().shutdown = true;
+            self.shared.wake.notify_one();
+        }
+    }
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -57,14 +97,8 @@ pub struct WriterStats {
     pub batches: u64,
     /// Records accepted but not committed because the database refused the write.
     pub lost: u64,
-}
-
-enum Msg {
-    History(Box<HistoryRecord>),
-    Audit(Box<AuditRecord>),
-    Flush(Reply<Result<(), u64>>),
-    Prune(Reply<Result<PruneReport, StoreError>>),
-    Shutdown,
+    /// Syncs of the WAL to the disk (each covers every commit before it).
+    pub synced: u64,
 }
 
 /// Where the writer thread sends an answer: a blocked thread or an awaiting task.
@@ -87,8 +121,45 @@ impl<T> Reply<T> {
     }
 }
 
+/// What waits to be written, and what the thread is asked to do.
 #[derive(Default)]
+struct Queue {
+    history: Vec<HistoryRecord>,
+    audit: Vec<AuditRecord>,
+    /// When the oldest record no one has committed yet was queued.
+    since: Option<Instant>,
+    flushes: Vec<Reply<Result<(), u64>>>,
+    prunes: Vec<Reply<Result<PruneReport, StoreError>>>,
+    /// When the oldest commit not yet synced to the disk must be.
+    sync_due: Option<Instant>,
+    /// Until when the thread sleeps (`None`: until woken); `Some` only while it waits.
+    sleeping_until: Option<Option<Instant>>,
+    shutdown: bool,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.history.len() + self.audit.len()
+    }
+
+    /// Whether the thread must be woken to meet `due`.
+    fn sleeps_past(&self, due: Instant) -> bool {
+        match self.sleeping_until {
+            Some(Some(until)) => until > due,
+            Some(None) => true,
+            None => false,
+        }
+    }
+}
+
 struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// The connection and what belongs to it; held by whoever commits.
+    connection: Mutex<Committer>,
+    capacity: usize,
+    /// Live `StoreWriter` handles.
+    handles: AtomicU64,
     dropped_history: AtomicU64,
     dropped_audit: AtomicU64,
     /// Set while drops are going unreported, so the error is logged once per episode.
@@ -101,9 +172,22 @@ struct Shared {
     committed: AtomicU64,
     batches: AtomicU64,
     lost: AtomicU64,
+    synced: AtomicU64,
     /// Lost records no flush has reported, as the thread left them.
     lost_unflushed: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Committer> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub(crate) struct Config {
@@ -114,57 +198,91 @@ pub(crate) struct Config {
 
 impl StoreWriter {
     pub(crate) fn start(conn: Connection, config: Config) -> Result<StoreWriter, StoreError> {
-        let (tx, rx) = mpsc::sync_channel(config.capacity.max(1));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            connection: Mutex::new(Committer {
+                conn,
+                lost_since_flush: 0,
+                lost_unreported: 0,
+                wal: None,
+            }),
+            capacity: config.capacity.max(1),
+            handles: AtomicU64::new(1),
+            dropped_history: AtomicU64::new(0),
+            dropped_audit: AtomicU64::new(0),
+            overflowing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            lost_unflushed: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        });
         let thread = std::thread::Builder::new()
             .name("lockstep-store-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || Worker::new(conn, rx, shared, config).run()
+                move || Worker::new(shared, config).run()
             })?;
         *shared.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
-        Ok(StoreWriter { tx, shared })
+        Ok(StoreWriter { shared })
     }
 
     /// Queues a context change. Never blocks; `false` when it was dropped (queue full or writer
     /// stopped), which is counted, logged and later written to the audit trail.
     pub fn record_history(&self, record: HistoryRecord) -> bool {
-        self.offer(Msg::History(Box::new(record)), &self.shared.dropped_history)
+        self.offer(&self.shared.dropped_history, |queue| {
+            queue.history.push(record)
+        })
     }
 
     /// Queues an audit record. Never blocks; `false` when it was dropped, as for
     /// [`StoreWriter::record_history`].
     pub fn record_audit(&self, record: AuditRecord) -> bool {
-        self.offer(Msg::Audit(Box::new(record)), &self.shared.dropped_audit)
+        self.offer(&self.shared.dropped_audit, |queue| queue.audit.push(record))
     }
 
-    fn offer(&self, msg: Msg, dropped: &AtomicU64) -> bool {
+    fn offer(&self, dropped: &AtomicU64, push: impl FnOnce(&mut Queue)) -> bool {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             self.refused();
             return false;
         }
-        match self.tx.try_send(msg) {
-            Ok(()) => {
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                dropped.fetch_add(1, Ordering::AcqRel);
-                shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-                if !shared.overflowing.swap(true, Ordering::AcqRel) {
-                    tracing::error!(
-                        "store queue is full; dropping records until the writer catches up \
-                         (the count goes to the audit trail)"
-                    );
-                }
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.refused();
-                false
-            }
+        let mut queue = shared.queue();
+        if queue.shutdown {
+            drop(queue);
+            self.refused();
+            return false;
         }
+        if queue.len() >= shared.capacity {
+            drop(queue);
+            dropped.fetch_add(1, Ordering::AcqRel);
+            shared.dropped_total.fetch_add(1, Ordering::Relaxed);
+            if !shared.overflowing.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    "store queue is full; dropping records until the writer catches up \
+                     (the count goes to the audit trail)"
+                );
+            }
+            return false;
+        }
+        push(&mut queue);
+        let now = Instant::now();
+        let due = *queue.since.get_or_insert(now) + LINGER;
+        // Wake the thread only if it would otherwise sleep past this record's turn (or the
+        // queue needs a batch now): most records ride along with a flush or the next wake.
+        let wake = queue.sleeps_past(due) || queue.len() == BATCH_MAX;
+        drop(queue);
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
+        if wake {
+            shared.wake.notify_one();
+        }
+        true
     }
 
     /// A record offered after the writer stopped: nowhere to write it but the log.
@@ -181,24 +299,46 @@ impl StoreWriter {
         }
     }
 
-    /// Waits until every record queued before this call is committed (durable on disk).
+    /// Waits until every record queued before this call is committed: safe from a crash of
+    /// this process at once, and on the disk within [`SYNC_WITHIN`].
     ///
     /// Fails with [`StoreError::WriteFailed`] if any record accepted since the previous flush
-    /// could not be committed. Waits for queue space if the queue is full.
+    /// could not be committed. Commits in the calling thread when the database is free and the
+    /// queue short (a few hundred microseconds at most); otherwise waits for the writer's
+    /// thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Some(outcome) = self.flush_here() {
+            return outcome;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send_waiting(Msg::Flush(Reply::Async(reply))).await?;
+        self.ask(|queue| queue.flushes.push(Reply::Async(reply)))?;
         flush_outcome(answer.await.map_err(|_| StoreError::WriterStopped)?)
     }
 
     /// [`StoreWriter::flush`] for synchronous code (tests, shutdown paths, CLI verbs).
     /// Blocks the calling thread: not for use on an async executor.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        if let Some(outcome) = self.flush_here() {
+            return outcome;
+        }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Flush(Reply::Blocking(reply)))
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.ask(|queue| queue.flushes.push(Reply::Blocking(reply)))?;
         flush_outcome(answer.recv().map_err(|_| StoreError::WriterStopped)?)
+    }
+
+    /// Commits the queue in the calling thread if the connection is free, the queue short and
+    /// the database not locked by another process; `None` leaves the flush to the thread.
+    fn flush_here(&self) -> Option<Result<(), StoreError>> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Some(Err(StoreError::WriterStopped));
+        }
+        let mut connection = shared.connection.try_lock().ok()?;
+        if shared.queue().len() > INLINE_MAX {
+            return None;
+        }
+        connection.commit_queued(shared, Attempt::Once)?;
+        Some(flush_outcome(connection.take_lost()))
     }
 
     /// Runs a full retention pass now, between batches, and waits for it. Blocking, like
@@ -206,10 +346,20 @@ impl StoreWriter {
     /// `StoreOptions::prune_interval`.
     pub fn prune_now(&self) -> Result<PruneReport, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Prune(Reply::Blocking(reply)))
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.ask(|queue| queue.prunes.push(Reply::Blocking(reply)))?;
         answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Hands the thread a request and wakes it.
+    fn ask(&self, request: impl FnOnce(&mut Queue)) -> Result<(), StoreError> {
+        let mut queue = self.shared.queue();
+        if queue.shutdown || self.shared.closed.load(Ordering::Acquire) {
+            return Err(StoreError::WriterStopped);
+        }
+        request(&mut queue);
+        drop(queue);
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Stops taking records, commits everything already queued, and waits for the thread.
@@ -219,8 +369,8 @@ impl StoreWriter {
     /// not be committed.
     pub fn shutdown(self) -> Result<(), StoreError> {
         self.shared.closed.store(true, Ordering::Release);
-        // Ignored: a closed channel means the thread is already gone, which is the goal.
-        let _ = self.tx.send(Msg::Shutdown);
+        self.shared.queue().shutdown = true;
+        self.shared.wake.notify_one();
         let thread = self
             .shared
             .thread
@@ -244,21 +394,7 @@ impl StoreWriter {
             committed: s.committed.load(Ordering::Relaxed),
             batches: s.batches.load(Ordering::Relaxed),
             lost: s.lost.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Sends a control message, waiting for queue space without blocking the executor.
-    async fn send_waiting(&self, msg: Msg) -> Result<(), StoreError> {
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterStopped),
-            Err(TrySendError::Full(msg)) => {
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(msg))
-                    .await
-                    .map_err(|_| StoreError::WriterStopped)?
-                    .map_err(|_| StoreError::WriterStopped)
-            }
+            synced: s.synced.load(Ordering::Relaxed),
         }
     }
 }
@@ -267,139 +403,96 @@ fn flush_outcome(outcome: Result<(), u64>) -> Result<(), StoreError> {
     outcome.map_err(|lost| StoreError::WriteFailed { lost })
 }
 
-/// The writer thread's state.
-struct Worker {
+/// How hard a commit tries when the database is locked by another process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Not at all: give the records back and let the thread commit them (a caller's flush,
+    /// which must not wait on another process).
+    Once,
+    /// Wait out the busy timeout, and retry once after a failure (the thread).
+    Patiently,
+}
+
+/// The writer's connection and the bookkeeping of what it failed to write: whoever commits
+/// holds it.
+struct Committer {
     conn: Connection,
-    rx: Receiver<Msg>,
-    shared: Arc<Shared>,
-    config: Config,
-    history: Vec<HistoryRecord>,
-    audit: Vec<AuditRecord>,
-    /// Records that failed to commit since the last flush answered.
+    /// Records that failed to commit since a flush last reported it.
     lost_since_flush: u64,
     /// Records that failed to commit and are not yet in the audit trail.
     lost_unreported: u64,
-    prune: Option<retention::Run>,
-    prune_waiters: Vec<Reply<Result<PruneReport, StoreError>>>,
-    flush_waiters: Vec<Reply<Result<(), u64>>>,
-    next_prune: Option<Instant>,
+    /// The WAL, opened on first sync: fsync on any handle of a file flushes all of it.
+    wal: Option<std::fs::File>,
 }
 
-impl Worker {
-    fn new(conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, config: Config) -> Self {
-        // The first pass catches up on whatever expired while the agent was off; shortly after
-        // start rather than at once, so it does not compete with start-up.
-        let first = config.prune_interval.min(FIRST_PRUNE_AFTER);
-        let next_prune = config.policy.is_active().then(|| Instant::now() + first);
-        Worker {
-            conn,
-            rx,
-            shared,
-            config,
-            history: Vec::new(),
-            audit: Vec::new(),
-            lost_since_flush: 0,
-            lost_unreported: 0,
-            prune: None,
-            prune_waiters: Vec::new(),
-            flush_waiters: Vec::new(),
-            next_prune,
-        }
-    }
-
-    fn run(mut self) {
-        loop {
-            let wait = if self.prune.is_some() {
-                Duration::ZERO
-            } else {
-                self.next_prune.map_or(Duration::from_secs(3600), |at| {
-                    at.saturating_duration_since(Instant::now())
-                })
-            };
-            let stop = match self.rx.recv_timeout(wait) {
-                Ok(first) => self.take_batch(first),
-                Err(RecvTimeoutError::Timeout) => false,
-                // Every handle is gone and the queue is empty.
-                Err(RecvTimeoutError::Disconnected) => true,
-            };
-            self.commit_pending();
-            self.report_overflow();
-            self.answer_flushes();
-            if stop {
+impl Committer {
+    /// Commits everything queued, in batches, and answers the flushes queued with it. `None`
+    /// when an [`Attempt::Once`] found the database locked: the records are back in the queue.
+    fn commit_queued(&mut self, shared: &Shared, attempt: Attempt) -> Option<()> {
+        let (mut history, mut audit, flushes) = {
+            let mut queue = shared.queue();
+            queue.since = None;
+            (
+                std::mem::take(&mut queue.history),
+                std::mem::take(&mut queue.audit),
+                std::mem::take(&mut queue.flushes),
+            )
+        };
+        // At least one pass, so that an earlier failure is reported even with nothing queued.
+        let mut first = true;
+        while first || !history.is_empty() || !audit.is_empty() {
+            first = false;
+            if history.is_empty() && audit.is_empty() && self.lost_unreported == 0 {
                 break;
             }
-            self.prune_step();
-        }
-        // Whatever slipped in between `shutdown` closing the door and the marker arriving.
-        while let Ok(msg) = self.rx.try_recv() {
-            self.handle(msg);
-        }
-        self.commit_pending();
-        self.report_overflow();
-        self.answer_flushes();
-        for waiter in self.prune_waiters.drain(..) {
-            waiter.send(Err(StoreError::WriterStopped));
-        }
-        self.shared
-            .lost_unflushed
-            .store(self.lost_since_flush, Ordering::Release);
-        // Folds the WAL back into the main file so a clean stop leaves one file behind.
-        let tidy = retention::run_to_end(&self.conn, "PRAGMA optimize")
-            .and_then(|()| retention::run_to_end(&self.conn, "PRAGMA wal_checkpoint(TRUNCATE)"));
-        if let Err(e) = tidy {
-            tracing::warn!(error = %e, "store checkpoint on shutdown failed");
-        }
-    }
-
-    /// Takes `first` and whatever else is queued, up to a batch. Returns whether to stop.
-    fn take_batch(&mut self, first: Msg) -> bool {
-        let mut stop = self.handle(first);
-        let mut taken = 1;
-        while !stop && taken < BATCH_MAX {
-            match self.rx.try_recv() {
-                Ok(msg) => stop = self.handle(msg),
-                Err(_) => break,
+            let h = history.len().min(BATCH_MAX);
+            let a = audit.len().min(BATCH_MAX - h);
+            if let Err(Busy) = self.commit(shared, &history[..h], &audit[..a], attempt) {
+                // Nothing of this batch was written: back to the front of the queue, in order.
+                let mut queue = shared.queue();
+                history.append(&mut queue.history);
+                audit.append(&mut queue.audit);
+                queue.history = history;
+                queue.audit = audit;
+                queue.since.get_or_insert_with(Instant::now);
+                queue.flushes.extend(flushes);
+                drop(queue);
+                shared.wake.notify_one();
+                return None;
             }
-            taken += 1;
+            history.drain(..h);
+            audit.drain(..a);
         }
-        stop
-    }
-
-    fn handle(&mut self, msg: Msg) -> bool {
-        match msg {
-            Msg::History(record) => self.history.push(*record),
-            Msg::Audit(record) => self.audit.push(*record),
-            // Answered after the batch commits: concurrent flushes share one commit (group
-            // commit), so a caller that waits for durability costs one fsync per batch.
-            Msg::Flush(reply) => self.flush_waiters.push(reply),
-            Msg::Prune(reply) => {
-                self.prune_waiters.push(reply);
-                self.prune.get_or_insert_with(retention::Run::default);
+        self.report_overflow(shared);
+        if !flushes.is_empty() {
+            let lost = self.take_lost();
+            for waiter in flushes {
+                waiter.send(lost);
             }
-            Msg::Shutdown => return true,
         }
-        false
+        Some(())
     }
 
-    /// Tells every waiting flush whether records were lost since the last answer.
-    fn answer_flushes(&mut self) {
-        if self.flush_waiters.is_empty() {
-            return;
-        }
-        let lost = std::mem::take(&mut self.lost_since_flush);
-        for waiter in self.flush_waiters.drain(..) {
-            waiter.send(if lost == 0 { Ok(()) } else { Err(lost) });
+    /// What the next flush reports: whether records were lost since the last report.
+    fn take_lost(&mut self) -> Result<(), u64> {
+        match std::mem::take(&mut self.lost_since_flush) {
+            0 => Ok(()),
+            lost => Err(lost),
         }
     }
 
-    fn commit_pending(&mut self) {
-        if self.history.is_empty() && self.audit.is_empty() && self.lost_unreported == 0 {
-            return;
-        }
-        let mut audit = std::mem::take(&mut self.audit);
-        let history = std::mem::take(&mut self.history);
+    /// Commits one batch. `Err` only for an [`Attempt::Once`] that found the database locked;
+    /// any other failure is counted as lost, logged and reported.
+    fn commit(
+        &mut self,
+        shared: &Shared,
+        history: &[HistoryRecord],
+        audit: &[AuditRecord],
+        attempt: Attempt,
+    ) -> Result<(), Busy> {
+        let mut report = Vec::new();
         if self.lost_unreported > 0 {
-            audit.push(AuditRecord::new(
+            report.push(AuditRecord::new(
                 AuditKind::StoreWriteFailed,
                 "hub",
                 format!(
@@ -408,39 +501,90 @@ impl Worker {
                 ),
             ));
         }
-        // The report row is ours, not a caller's record: it is neither committed nor lost work.
-        let reporting = u64::from(self.lost_unreported > 0);
-        let count = (history.len() + audit.len()) as u64 - reporting;
-        let mut outcome = commit(&mut self.conn, &history, &audit);
+        let count = (history.len() + audit.len()) as u64;
+        let mut outcome = match attempt {
+            Attempt::Once => {
+                let outcome =
+                    without_waiting(&mut self.conn, |conn| commit(conn, history, audit, &report));
+                if outcome.as_ref().is_err_and(is_busy) {
+                    return Err(Busy);
+                }
+                outcome
+            }
+            Attempt::Patiently => commit(&mut self.conn, history, audit, &report),
+        };
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");
-            std::thread::sleep(RETRY_AFTER);
-            outcome = commit(&mut self.conn, &history, &audit);
+            if attempt == Attempt::Patiently {
+                std::thread::sleep(RETRY_AFTER);
+            }
+            outcome = commit(&mut self.conn, history, audit, &report);
         }
         match outcome {
             Ok(()) => {
+                self.committed(shared);
                 self.lost_unreported = 0;
-                self.shared.committed.fetch_add(count, Ordering::Relaxed);
-                self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                shared.committed.fetch_add(count, Ordering::Relaxed);
+                shared.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                let lost = count;
-                tracing::error!(error = %e, records = lost, "store commit failed; records lost");
-                self.lost_unreported += lost;
-                self.lost_since_flush += lost;
-                self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+                tracing::error!(error = %e, records = count, "store commit failed; records lost");
+                self.lost_unreported += count;
+                self.lost_since_flush += count;
+                shared.lost.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a commit the disk has not seen yet, and wakes the thread if it would sleep past
+    /// the sync.
+    fn committed(&mut self, shared: &Shared) {
+        let mut queue = shared.queue();
+        if queue.sync_due.is_none() {
+            let due = Instant::now() + SYNC_WITHIN;
+            queue.sync_due = Some(due);
+            if queue.sleeps_past(due) {
+                drop(queue);
+                shared.wake.notify_one();
+            }
+        }
+    }
+
+    /// Syncs the WAL, and with it every commit so far, to the disk.
+    fn sync_wal(&mut self, shared: &Shared) {
+        if self.wal.is_none() {
+            let path = self.conn.path().map(|db| format!("{db}-wal"));
+            // Write access: Windows flushes only through a handle that may write.
+            self.wal = path.and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
+        }
+        let synced = match &self.wal {
+            Some(wal) => wal.sync_data().map_err(|e| e.to_string()),
+            // No WAL file to reach (an in-memory database, or not in WAL mode): a checkpoint
+            // syncs whatever the journal holds.
+            None => retention::run_to_end(&self.conn, "PRAGMA wal_checkpoint(PASSIVE)")
+                .map_err(|e| e.to_string()),
+        };
+        match synced {
+            Ok(()) => {
+                shared.synced.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                // The commits stay safe from a crash of Lockstep; SQLite's next checkpoint
+                // syncs them.
+                tracing::warn!(%error, "could not sync the store's WAL to the disk");
             }
         }
     }
 
     /// Writes one `StoreOverflow` row for the records dropped since the last one.
-    fn report_overflow(&mut self) {
-        let history = self.shared.dropped_history.swap(0, Ordering::AcqRel);
-        let audit = self.shared.dropped_audit.swap(0, Ordering::AcqRel);
+    fn report_overflow(&mut self, shared: &Shared) {
+        let history = shared.dropped_history.swap(0, Ordering::AcqRel);
+        let audit = shared.dropped_audit.swap(0, Ordering::AcqRel);
         if history + audit == 0 {
             return;
         }
-        self.shared.overflowing.store(false, Ordering::Release);
+        shared.overflowing.store(false, Ordering::Release);
         let dropped = history + audit;
         tracing::error!(
             dropped,
@@ -456,32 +600,179 @@ impl Worker {
                  ({history} history, {audit} audit)"
             ),
         );
-        if let Err(e) = commit(&mut self.conn, &[], std::slice::from_ref(&record)) {
-            // Put the counts back so the next attempt reports them.
-            tracing::error!(error = %e, "could not record the store overflow; will retry");
-            self.shared
-                .dropped_history
-                .fetch_add(history, Ordering::AcqRel);
-            self.shared.dropped_audit.fetch_add(audit, Ordering::AcqRel);
+        match commit(&mut self.conn, &[], std::slice::from_ref(&record), &[]) {
+            Ok(()) => self.committed(shared),
+            Err(e) => {
+                // Put the counts back so the next attempt reports them.
+                tracing::error!(error = %e, "could not record the store overflow; will retry");
+                shared.dropped_history.fetch_add(history, Ordering::AcqRel);
+                shared.dropped_audit.fetch_add(audit, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// The database was locked by another process.
+struct Busy;
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+}
+
+/// Runs `f` with the busy timeout off, so that a lock held elsewhere fails at once.
+fn without_waiting<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.busy_timeout(Duration::ZERO)?;
+    let outcome = f(conn);
+    conn.busy_timeout(crate::schema::BUSY_TIMEOUT)?;
+    outcome
+}
+
+/// What the thread was woken for.
+#[derive(Default)]
+struct Work {
+    commit: bool,
+    sync: bool,
+    prunes: Vec<Reply<Result<PruneReport, StoreError>>>,
+    shutdown: bool,
+}
+
+/// The writer's thread: commits what lingered, syncs the WAL, prunes, and answers the flushes
+/// a caller could not commit itself.
+struct Worker {
+    shared: Arc<Shared>,
+    policy: Policy,
+    prune_interval: Duration,
+    prune: Option<retention::Run>,
+    prune_waiters: Vec<Reply<Result<PruneReport, StoreError>>>,
+    next_prune: Option<Instant>,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, config: Config) -> Self {
+        // The first pass catches up on whatever expired while the agent was off; shortly after
+        // start rather than at once, so it does not compete with start-up.
+        let first = config.prune_interval.min(FIRST_PRUNE_AFTER);
+        let next_prune = config.policy.is_active().then(|| Instant::now() + first);
+        Worker {
+            shared,
+            policy: config.policy,
+            prune_interval: config.prune_interval,
+            prune: None,
+            prune_waiters: Vec::new(),
+            next_prune,
         }
     }
 
-    fn prune_step(&mut self) {
+    fn run(mut self) {
+        let shared = self.shared.clone();
+        loop {
+            let work = self.next_work();
+            if !work.prunes.is_empty() {
+                self.prune_waiters.extend(work.prunes);
+                self.prune.get_or_insert_with(retention::Run::default);
+            }
+            let mut connection = shared.connection();
+            if work.commit || work.shutdown {
+                // The thread may wait for a locked database; it never gives the records back.
+                let _ = connection.commit_queued(&shared, Attempt::Patiently);
+            }
+            if work.sync {
+                connection.sync_wal(&shared);
+            }
+            if work.shutdown {
+                self.stop(&mut connection);
+                return;
+            }
+            self.prune_step(&mut connection);
+        }
+    }
+
+    /// Sleeps until something is due: a flush, a prune, lingering records, a sync, shutdown.
+    fn next_work(&self) -> Work {
+        let mut queue = self.shared.queue();
+        loop {
+            let now = Instant::now();
+            let linger_due = queue.since.map(|since| since + LINGER);
+            let prune_due = self.prune.is_some() || self.next_prune.is_some_and(|at| at <= now);
+            let work = Work {
+                commit: !queue.flushes.is_empty()
+                    || queue.len() >= BATCH_MAX
+                    || linger_due.is_some_and(|at| at <= now),
+                sync: queue.sync_due.is_some_and(|at| at <= now),
+                prunes: std::mem::take(&mut queue.prunes),
+                shutdown: queue.shutdown,
+            };
+            if work.commit || work.sync || work.shutdown || prune_due || !work.prunes.is_empty() {
+                if work.sync {
+                    queue.sync_due = None;
+                }
+                queue.sleeping_until = None;
+                return work;
+            }
+            let until = [linger_due, queue.sync_due, self.next_prune]
+                .into_iter()
+                .flatten()
+                .min();
+            queue.sleeping_until = Some(until);
+            queue = match until {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(now);
+                    self.shared
+                        .wake
+                        .wait_timeout(queue, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+
+    /// Commits whatever slipped in, answers what is left, and tidies the files.
+    fn stop(&mut self, connection: &mut Committer) {
+        self.shared.closed.store(true, Ordering::Release);
+        let _ = connection.commit_queued(&self.shared, Attempt::Patiently);
+        for waiter in self.prune_waiters.drain(..) {
+            waiter.send(Err(StoreError::WriterStopped));
+        }
+        for waiter in std::mem::take(&mut self.shared.queue().prunes) {
+            waiter.send(Err(StoreError::WriterStopped));
+        }
+        self.shared
+            .lost_unflushed
+            .store(connection.lost_since_flush, Ordering::Release);
+        // Folds the WAL back into the main file so a clean stop leaves one file behind.
+        let conn = &connection.conn;
+        let tidy = retention::run_to_end(conn, "PRAGMA optimize")
+            .and_then(|()| retention::run_to_end(conn, "PRAGMA wal_checkpoint(TRUNCATE)"));
+        if let Err(e) = tidy {
+            tracing::warn!(error = %e, "store checkpoint on shutdown failed");
+        }
+    }
+
+    fn prune_step(&mut self, connection: &mut Committer) {
         if self.prune.is_none() && self.next_prune.is_some_and(|at| Instant::now() >= at) {
             self.prune = Some(retention::Run::default());
         }
         let Some(run) = self.prune.as_mut() else {
             return;
         };
-        let outcome = run.step(&mut self.conn, &self.config.policy);
+        let outcome = run.step(&mut connection.conn, &self.policy);
         let finished = match outcome {
             Ok(true) => return,
             Ok(false) => Ok(std::mem::take(&mut run.report)),
             Err(e) => Err(e),
         };
         self.prune = None;
-        if self.config.policy.is_active() {
-            self.next_prune = Some(Instant::now() + self.config.prune_interval);
+        if self.policy.is_active() {
+            self.next_prune = Some(Instant::now() + self.prune_interval);
         }
         match finished {
             Ok(report) => {
@@ -492,8 +783,9 @@ impl Worker {
                         size_capped = report.size_capped,
                         "store pruned"
                     );
-                    self.audit.push(pruned_record(&report, &self.config.policy));
-                    self.commit_pending();
+                    let record = pruned_record(&report, &self.policy);
+                    // A patient commit never hands the records back.
+                    let _ = connection.commit(&self.shared, &[], &[record], Attempt::Patiently);
                 }
                 for waiter in self.prune_waiters.drain(..) {
                     waiter.send(Ok(report.clone()));
@@ -536,11 +828,13 @@ fn pruned_record(report: &PruneReport, policy: &Policy) -> AuditRecord {
     )
 }
 
-/// One transaction for the whole batch: one fsync, and all of it or none of it.
+/// One transaction for the whole batch: all of it or none of it. `report` is the writer's own
+/// account of earlier failures, appended after the batch's audit rows.
 fn commit(
     conn: &mut Connection,
     history: &[HistoryRecord],
     audit: &[AuditRecord],
+    report: &[AuditRecord],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for record in history {
@@ -548,6 +842,9 @@ fn commit(
     }
     if !audit.is_empty() {
         audit::append(&tx, audit)?;
+    }
+    if !report.is_empty() {
+        audit::append(&tx, report)?;
     }
     tx.commit()
 }

@@ -61,6 +61,44 @@ fn flushed_records_are_committed() {
 }
 
 #[test]
+fn commits_reach_the_disk_soon_after_and_an_idle_writer_does_not_sync() {
+    let (_dir, store) = fresh();
+    let writer = store.writer().unwrap();
+    std::thread::sleep(lockstep_store::SYNC_WITHIN * 3);
+    assert_eq!(
+        writer.stats().synced,
+        0,
+        "nothing was committed, nothing to sync"
+    );
+
+    assert!(writer.record_history(record(1)));
+    writer.flush_blocking().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.stats().synced == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(writer.stats().synced, 1, "{:?}", writer.stats());
+    // One sync covers every commit before it; with nothing new, no more syncs.
+    std::thread::sleep(lockstep_store::SYNC_WITHIN * 3);
+    assert_eq!(writer.stats().synced, 1);
+}
+
+#[test]
+fn records_no_one_waits_for_are_committed_on_their_own() {
+    let (_dir, store) = fresh();
+    let writer = store.writer().unwrap();
+    for i in 0..20 {
+        assert!(writer.record_history(record(i)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while history_count(&store) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(history_count(&store), 20);
+    assert_eq!(writer.stats().committed, 20);
+}
+
+#[test]
 fn queued_records_are_committed_in_few_transactions() {
     let (_dir, store) = fresh();
     let writer = store.writer().unwrap();
@@ -247,7 +285,7 @@ fn a_failed_commit_is_reported_by_flush_and_in_the_audit_trail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_flush_waits_for_space_without_blocking_the_runtime() {
+async fn async_flush_waits_out_a_locked_database_without_blocking_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, options(2));
     let writer = store.writer().unwrap();

@@ -217,17 +217,59 @@ pub struct SubscriberReply {
 
 impl SubscriberReply {
     /// Reads a reply frame; the status may be a number or a string (the spec's own example
-    /// sends `"200"`).
+    /// sends `"200"`). Anything else, a status out of range or a field given twice is no reply.
+    ///
+    /// Every subscriber answers every event, so this reads the two fields it needs straight off
+    /// the text, with no intermediate JSON tree.
     pub fn parse(text: &str) -> Option<Self> {
-        let value: Value = serde_json::from_str(text).ok()?;
-        let id = value.get("id")?.as_str()?.to_owned();
-        let status = match value.get("status") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(u16::try_from(n.as_u64()?).ok()?),
-            Some(Value::String(s)) => Some(s.trim().parse().ok()?),
-            Some(_) => return None,
-        };
-        Some(SubscriberReply { id, status })
+        #[derive(Deserialize)]
+        struct Reply<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            status: Option<ReplyStatus>,
+        }
+        let reply: Reply = serde_json::from_str(text).ok()?;
+        Some(SubscriberReply {
+            id: reply.id.into_owned(),
+            status: reply.status.map(|s| s.0),
+        })
+    }
+}
+
+/// A reply's status: a number, or a string holding one.
+struct ReplyStatus(u16);
+
+impl<'de> Deserialize<'de> for ReplyStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ReplyStatus;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status code, as a number or a string")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ReplyStatus, E> {
+                u16::try_from(v)
+                    .map(ReplyStatus)
+                    .map_err(|_| E::custom("status out of range"))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ReplyStatus, E> {
+                u16::try_from(v)
+                    .map(ReplyStatus)
+                    .map_err(|_| E::custom("status out of range"))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ReplyStatus, E> {
+                v.trim()
+                    .parse()
+                    .map(ReplyStatus)
+                    .map_err(|_| E::custom("status is not a number"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -290,7 +332,26 @@ mod tests {
                 .status,
             None
         );
+        assert_eq!(
+            SubscriberReply::parse(r#"{"id":"a\\b","status":null}"#),
+            Some(SubscriberReply {
+                id: "a\\b".into(),
+                status: None
+            })
+        );
         assert_eq!(SubscriberReply::parse(r#"{"status":200}"#), None);
         assert_eq!(SubscriberReply::parse("nonsense"), None);
+        for odd in [
+            r#"{"id":"a","status":70000}"#,
+            r#"{"id":"a","status":-1}"#,
+            r#"{"id":"a","status":200.5}"#,
+            r#"{"id":"a","status":"ok"}"#,
+            r#"{"id":"a","status":true}"#,
+            r#"{"id":"a","status":{}}"#,
+            r#"{"id":7,"status":200}"#,
+            r#"{"id":"a","id":"b","status":200}"#,
+        ] {
+            assert_eq!(SubscriberReply::parse(odd), None, "{odd}");
+        }
     }
 }

@@ -99,14 +99,16 @@ pub enum EngineEvent {
     },
     /// A subscriber's link changed state.
     Link {
-        subscriber: SubscriberInfo,
+        subscriber: Arc<SubscriberInfo>,
         state: LinkState,
         /// Plain words on why, when there is a reason worth showing.
         detail: Option<String>,
     },
-    /// A subscriber answered a notification, or failed to in time.
+    /// A subscriber answered a notification, or failed to in time. One per subscriber per
+    /// event, so only observers (the history) are told: listeners would be woken N times per
+    /// change for nothing they use.
     Delivery {
-        subscriber: SubscriberInfo,
+        subscriber: Arc<SubscriberInfo>,
         event_id: String,
         event_name: &'static str,
         outcome: Delivery,
@@ -247,7 +249,8 @@ enum Link {
 
 struct Subscription {
     endpoint: String,
-    info: SubscriberInfo,
+    /// Shared with every event about this subscriber: a reply costs a reference count.
+    info: Arc<SubscriberInfo>,
     events: Vec<&'static EventSpec>,
     lease: Duration,
     link: Link,
@@ -343,6 +346,9 @@ impl Engine {
         for observer in self.inner.observers.read().iter() {
             observer(&event);
         }
+        if matches!(event, EngineEvent::Delivery { .. }) {
+            return;
+        }
         // No listener is not an error: the headless agent may run without one.
         let _ = self.inner.listeners.send(event);
     }
@@ -436,8 +442,9 @@ impl Engine {
                 .ok_or(SubscribeError::UnknownEndpoint)?;
             sub.events = events;
             sub.lease = lease;
-            sub.info.name = name;
-            sub.info.events = frames_events(&sub.events);
+            let info = Arc::make_mut(&mut sub.info);
+            info.name = name;
+            info.events = frames_events(&sub.events);
             match &mut sub.link {
                 Link::Pending { .. } => {}
                 Link::Connected {
@@ -476,12 +483,12 @@ impl Engine {
         }
         let endpoint = random_token();
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
-        let info = SubscriberInfo {
+        let info = Arc::new(SubscriberInfo {
             topic: topic.id.clone(),
             name,
             client_id: grant.client_id.clone(),
             events: frames_events(&events),
-        };
+        });
         state.subs.insert(
             id,
             Subscription {
@@ -991,7 +998,7 @@ impl Engine {
     }
 
     /// Link states of a topic's subscribers, for the UI.
-    pub fn subscribers(&self, topic: &str) -> Vec<(SubscriberInfo, LinkState)> {
+    pub fn subscribers(&self, topic: &str) -> Vec<(Arc<SubscriberInfo>, LinkState)> {
         let Some(topic) = self.inner.topics.read().get(topic).cloned() else {
             return Vec::new();
         };

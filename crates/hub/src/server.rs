@@ -42,7 +42,8 @@ pub const ALIAS_PATH: &str = "/api/hub";
 /// The local authorization server's token endpoint.
 pub const TOKEN_PATH: &str = "/auth/token";
 
-/// Everything the handlers share.
+/// Everything the handlers share. Cloned for every extractor and layer of every request, so
+/// every field is a handle, never owned text.
 #[derive(Clone)]
 pub struct HubState {
     pub engine: Engine,
@@ -51,9 +52,9 @@ pub struct HubState {
     pub session_topic: Arc<str>,
     /// `http://127.0.0.1:<port>` (`https://<hub.host_name>:<port>` with TLS): every URL the hub
     /// hands out is built from this, never from a request's Host header.
-    pub origin: String,
+    pub origin: Arc<str>,
     /// `Host` header values accepted (DNS-rebinding guard).
-    pub allowed_hosts: Vec<String>,
+    pub allowed_hosts: Arc<[String]>,
     /// More routes served behind the same guards (Host, Origin, body limit), e.g. the agent's
     /// history API; handlers authenticate with [`Authenticated`].
     pub extension: Router<HubState>,
@@ -97,8 +98,8 @@ impl HubState {
             settings.request_burst_per_client,
         ));
         HubState {
-            origin: format!("{scheme}://{}:{port}", settings.host()),
-            allowed_hosts,
+            origin: format!("{scheme}://{}:{port}", settings.host()).into(),
+            allowed_hosts: allowed_hosts.into(),
             extension: Router::new(),
             on_record: None,
             limits,
@@ -410,7 +411,7 @@ impl FromRequestParts<HubState> for Authenticated {
 
 async fn smart_configuration(State(state): State<HubState>) -> Response {
     let body = json!({
-        "issuer": state.origin,
+        "issuer": &*state.origin,
         "token_endpoint": format!("{}{TOKEN_PATH}", state.origin),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -654,6 +655,11 @@ pub(crate) fn classify(headers: &HeaderMap, raw: &[u8]) -> Result<HubPost, Refus
             "use application/x-www-form-urlencoded to subscribe, application/json or application/fhir+json to publish",
         ));
     }
+    if !may_name_hub_mode(raw) {
+        return ContextChange::parse(raw)
+            .map(HubPost::ContextChange)
+            .map_err(Refusal::bad_request);
+    }
     #[derive(Deserialize)]
     struct Probe {
         #[serde(rename = "hub.mode")]
@@ -668,6 +674,14 @@ pub(crate) fn classify(headers: &HeaderMap, raw: &[u8]) -> Result<HubPost, Refus
             .map_err(Refusal::bad_request),
         Err(e) => Err(Refusal::bad_request(format!("malformed JSON: {e}"))),
     }
+}
+
+/// Whether a JSON body may have a `hub.mode` member. The key is spelled either as the bytes
+/// `"hub.mode"` or with a `\u` escape; a body with neither is a context change, and is parsed
+/// once instead of being read twice (every publish comes this way).
+fn may_name_hub_mode(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"\"hub.mode\"").is_some()
+        || memchr::memmem::find(raw, b"\\u").is_some()
 }
 
 async fn hub_post(

@@ -212,6 +212,24 @@ async fn json_subscription_body_is_accepted_too() {
         .await
         .unwrap();
     assert_eq!(sub.next().await["hub.events"], "Patient-open,Patient-close");
+
+    // The same key spelled with a JSON escape is still a subscription, not a context change.
+    let escaped = format!(
+        r#"{{"hub.channel.type":"websocket","hub\u002emode":"subscribe","hub.topic":"{}","hub.events":"Patient-open"}}"#,
+        hub.topic
+    );
+    let response = hub
+        .http
+        .post(&hub.hub_url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(escaped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let endpoint: Value = response.json().await.unwrap();
+    assert!(endpoint["hub.channel.endpoint"].is_string(), "{endpoint}");
 }
 
 #[tokio::test]

@@ -67,7 +67,7 @@ impl Hub {
         let authority = Arc::new(Authority::new(clients(), settings.token_lifetime()));
         let state = HubState::new(engine.clone(), authority, topic.clone(), port);
         let hub_url = state.hub_url();
-        let origin = state.origin.clone();
+        let origin = state.origin.to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(lockstep_hub::serve(vec![listener], state, async {
             let _ = stopped.await;

@@ -2,7 +2,7 @@
 //! store, read back for the UI and tools, and a past context can be reopened.
 //!
 //! Recording is an engine observer that only queues (the store's writer never blocks the
-//! engine); an accepted context change is answered 2xx only once its history row is durable,
+//! engine); an accepted context change is answered 2xx only once its history row is committed,
 //! so what the hub acknowledged is what history holds, even across a crash.
 
 use crate::config::Config;
@@ -242,9 +242,10 @@ impl History {
         self.store.history(query)
     }
 
-    /// Waits until what was recorded so far is durable, or [`DURABLE_WAIT`] passes.
+    /// Waits until the history rows recorded so far are committed, or [`DURABLE_WAIT`] passes.
+    /// The audit rows recorded with them follow within [`lockstep_store::LINGER`].
     pub async fn on_record(&self) {
-        match tokio::time::timeout(DURABLE_WAIT, self.writer.flush()).await {
+        match tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("history could not record an accepted change: {e}"),
             Err(_) => tracing::warn!(

@@ -7,6 +7,7 @@ use lockstep_agent::{Agent, AgentHandle, AppConfig, Config};
 use lockstep_store::{AuditQuery, HistoryQuery};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn config(db: &std::path::Path) -> Config {
     let mut config = Config::default();
@@ -117,14 +118,24 @@ async fn accepted_changes_are_in_history_as_soon_as_they_are_answered() {
     .await;
     assert!(none.is_empty());
 
-    // The audit trail has the token, the subscription and the acknowledged delivery.
-    agent.history().writer().flush().await.unwrap();
-    let audit = agent
-        .history()
-        .store()
-        .audit(&AuditQuery::default())
-        .unwrap();
-    let kinds: Vec<String> = audit.iter().map(|a| a.kind.to_string()).collect();
+    // The audit trail has the token, the subscription and the acknowledged delivery (the
+    // acknowledgement reaches the hub on its own socket, some time after it was sent).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        agent.history().writer().flush().await.unwrap();
+        let audit = agent
+            .history()
+            .store()
+            .audit(&AuditQuery::default())
+            .unwrap();
+        let kinds: Vec<String> = audit.iter().map(|a| a.kind.to_string()).collect();
+        if kinds.iter().any(|k| k == "delivery.acknowledged")
+            || std::time::Instant::now() > deadline
+        {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     for kind in [
         "token.issued",
         "subscription.granted",

@@ -21,7 +21,7 @@ pub use error::StoreError;
 pub use history::{HistoryEntry, HistoryQuery, HistoryRecord};
 pub use retention::PruneReport;
 pub use schema::SCHEMA_VERSION;
-pub use writer::{SYNC_WITHIN, StoreWriter, WriterStats};
+pub use writer::{LINGER, SYNC_WITHIN, StoreWriter, WriterStats};
 
 use rusqlite::Connection;
 use std::io::Write;

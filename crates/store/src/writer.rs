@@ -5,11 +5,13 @@
 //! written to the audit trail as soon as the writer catches up: nothing is lost silently.
 //!
 //! Records that no one waits for linger up to [`LINGER`] and are committed by the writer's
-//! thread. A [`StoreWriter::flush`] (an answered context change waits for one) commits what is
-//! queued in the calling thread when the database is free and the queue short: waking another
-//! thread and being woken again would cost more than the commit, and the answer waits for both.
-//! Otherwise the flush is handed to the thread. Whoever commits holds the connection, so a
-//! flush that gets it knows every record taken before it is committed.
+//! thread, a batch at a time. A flush commits in the calling thread when the connection is free
+//! (or soon is) and the queue short: waking another thread and being woken again would cost
+//! more than the commit, and the caller waits for both. Otherwise the flush is handed to the
+//! thread. Whoever commits holds the connection, so a flush that gets it knows every record
+//! taken before it is committed. [`StoreWriter::flush_history`], which an answered context
+//! change waits for, commits only the history rows: the audit rows queued with them (one per
+//! subscriber per event) follow within [`LINGER`], off the path of the answer.
 //!
 //! Durability comes in two steps. A commit hands the records to the operating system, which
 //! keeps them through a crash or kill of Lockstep; this is what a flush waits for, and what an
@@ -28,9 +30,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Records per transaction at most: large enough to amortise a commit, small enough that a
-/// flush never waits behind a long one.
-const BATCH_MAX: usize = 1000;
+/// Records per transaction at most: large enough to amortise a commit, small enough (well
+/// under a millisecond) that a flush never waits long behind one.
+const BATCH_MAX: usize = 250;
+
+/// How long a flush waits for the connection before handing its work to the thread.
+const INLINE_WAIT: Duration = Duration::from_millis(2);
 
 /// A flush commits in the calling thread only up to this many queued records (a few hundred
 /// microseconds of work); a longer queue is the thread's to commit.
@@ -156,7 +161,7 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     /// The connection and what belongs to it; held by whoever commits.
-    connection: Mutex<Committer>,
+    connection: parking_lot::Mutex<Committer>,
     capacity: usize,
     /// Live `StoreWriter` handles.
     handles: AtomicU64,
@@ -183,10 +188,8 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn connection(&self) -> MutexGuard<'_, Committer> {
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn connection(&self) -> parking_lot::MutexGuard<'_, Committer> {
+        self.connection.lock()
     }
 }
 
@@ -201,7 +204,7 @@ impl StoreWriter {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            connection: Mutex::new(Committer {
+            connection: parking_lot::Mutex::new(Committer {
                 conn,
                 lost_since_flush: 0,
                 lost_unreported: 0,
@@ -307,7 +310,7 @@ impl StoreWriter {
     /// queue short (a few hundred microseconds at most); otherwise waits for the writer's
     /// thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        if let Some(outcome) = self.flush_here() {
+        if let Some(outcome) = self.flush_here(Take::All) {
             return outcome;
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -318,7 +321,7 @@ impl StoreWriter {
     /// [`StoreWriter::flush`] for synchronous code (tests, shutdown paths, CLI verbs).
     /// Blocks the calling thread: not for use on an async executor.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        if let Some(outcome) = self.flush_here() {
+        if let Some(outcome) = self.flush_here(Take::All) {
             return outcome;
         }
         let (reply, answer) = mpsc::sync_channel(1);
@@ -326,18 +329,37 @@ impl StoreWriter {
         flush_outcome(answer.recv().map_err(|_| StoreError::WriterStopped)?)
     }
 
-    /// Commits the queue in the calling thread if the connection is free, the queue short and
-    /// the database not locked by another process; `None` leaves the flush to the thread.
-    fn flush_here(&self) -> Option<Result<(), StoreError>> {
+    /// Waits until every history record queued before this call is committed, as
+    /// [`StoreWriter::flush`] does for every record; audit records queued before it are
+    /// committed by the thread within [`LINGER`]. This is what an answered context change
+    /// waits for.
+    pub async fn flush_history(&self) -> Result<(), StoreError> {
+        if let Some(outcome) = self.flush_here(Take::History) {
+            return outcome;
+        }
+        self.flush().await
+    }
+
+    /// Commits `take` in the calling thread if the connection is free within [`INLINE_WAIT`],
+    /// the queue short and the database not locked by another process; `None` leaves the
+    /// flush to the thread.
+    fn flush_here(&self, take: Take) -> Option<Result<(), StoreError>> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Some(Err(StoreError::WriterStopped));
         }
-        let mut connection = shared.connection.try_lock().ok()?;
-        if shared.queue().len() > INLINE_MAX {
+        let mut connection = shared.connection.try_lock_for(INLINE_WAIT)?;
+        let queued = {
+            let queue = shared.queue();
+            match take {
+                Take::History => queue.history.len(),
+                _ => queue.len(),
+            }
+        };
+        if queued > INLINE_MAX {
             return None;
         }
-        connection.commit_queued(shared, Attempt::Once)?;
+        connection.commit_queued(shared, take, Attempt::Once)?;
         Some(flush_outcome(connection.take_lost()))
     }
 
@@ -403,6 +425,55 @@ fn flush_outcome(outcome: Result<(), u64>) -> Result<(), StoreError> {
     outcome.map_err(|lost| StoreError::WriteFailed { lost })
 }
 
+/// What a commit takes from the queue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Everything queued, and every flush waiting (a caller's flush, the last commit).
+    All,
+    /// The history records only (a caller's [`StoreWriter::flush_history`]).
+    History,
+    /// One batch, oldest first; the flushes waiting too if it empties the queue (the thread,
+    /// which lets go of the connection between batches).
+    Batch,
+}
+
+type Taken = (
+    Vec<HistoryRecord>,
+    Vec<AuditRecord>,
+    Vec<Reply<Result<(), u64>>>,
+);
+
+impl Take {
+    fn from(self, queue: &mut Queue) -> Taken {
+        let history = match self {
+            Take::All | Take::History => std::mem::take(&mut queue.history),
+            Take::Batch => {
+                let n = queue.history.len().min(BATCH_MAX);
+                queue.history.drain(..n).collect()
+            }
+        };
+        let audit = match self {
+            Take::All => std::mem::take(&mut queue.audit),
+            Take::History => Vec::new(),
+            Take::Batch => {
+                let n = queue.audit.len().min(BATCH_MAX - history.len());
+                queue.audit.drain(..n).collect()
+            }
+        };
+        let emptied = queue.len() == 0;
+        if emptied {
+            queue.since = None;
+        }
+        // A flush waits for every record queued before it: it goes with the last of them.
+        let flushes = match self {
+            Take::All => std::mem::take(&mut queue.flushes),
+            Take::Batch if emptied => std::mem::take(&mut queue.flushes),
+            _ => Vec::new(),
+        };
+        (history, audit, flushes)
+    }
+}
+
 /// How hard a commit tries when the database is locked by another process.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Attempt {
@@ -426,18 +497,10 @@ struct Committer {
 }
 
 impl Committer {
-    /// Commits everything queued, in batches, and answers the flushes queued with it. `None`
+    /// Commits what `take` names, in batches, and answers the flushes taken with it. `None`
     /// when an [`Attempt::Once`] found the database locked: the records are back in the queue.
-    fn commit_queued(&mut self, shared: &Shared, attempt: Attempt) -> Option<()> {
-        let (mut history, mut audit, flushes) = {
-            let mut queue = shared.queue();
-            queue.since = None;
-            (
-                std::mem::take(&mut queue.history),
-                std::mem::take(&mut queue.audit),
-                std::mem::take(&mut queue.flushes),
-            )
-        };
+    fn commit_queued(&mut self, shared: &Shared, take: Take, attempt: Attempt) -> Option<()> {
+        let (mut history, mut audit, flushes) = take.from(&mut shared.queue());
         // At least one pass, so that an earlier failure is reported even with nothing queued.
         let mut first = true;
         while first || !history.is_empty() || !audit.is_empty() {
@@ -674,11 +737,10 @@ impl Worker {
                 self.prune_waiters.extend(work.prunes);
                 self.prune.get_or_insert_with(retention::Run::default);
             }
-            let mut connection = shared.connection();
-            if work.commit || work.shutdown {
-                // The thread may wait for a locked database; it never gives the records back.
-                let _ = connection.commit_queued(&shared, Attempt::Patiently);
+            if work.commit {
+                self.commit_in_batches();
             }
+            let mut connection = shared.connection();
             if work.sync {
                 connection.sync_wal(&shared);
             }
@@ -687,6 +749,22 @@ impl Worker {
                 return;
             }
             self.prune_step(&mut connection);
+        }
+    }
+
+    /// Commits the queue a batch at a time, handing the connection to any flush waiting for it
+    /// between batches.
+    fn commit_in_batches(&self) {
+        let shared = &self.shared;
+        loop {
+            let mut connection = shared.connection();
+            // The thread may wait for a locked database; it never gives the records back.
+            let _ = connection.commit_queued(shared, Take::Batch, Attempt::Patiently);
+            parking_lot::MutexGuard::unlock_fair(connection);
+            let queue = shared.queue();
+            if queue.len() == 0 && queue.flushes.is_empty() {
+                return;
+            }
         }
     }
 
@@ -738,7 +816,7 @@ impl Worker {
     /// Commits whatever slipped in, answers what is left, and tidies the files.
     fn stop(&mut self, connection: &mut Committer) {
         self.shared.closed.store(true, Ordering::Release);
-        let _ = connection.commit_queued(&self.shared, Attempt::Patiently);
+        let _ = connection.commit_queued(&self.shared, Take::All, Attempt::Patiently);
         for waiter in self.prune_waiters.drain(..) {
             waiter.send(Err(StoreError::WriterStopped));
         }

@@ -120,6 +120,10 @@ pub async fn start_lockstepd(binary: &Path) -> anyhow::Result<Server> {
         )
         .as_bytes(),
     )?;
+    // Its log goes to a file, as a service's would: read through a pipe, every line would wake
+    // a thread of this process, beside the apps being timed.
+    let log_path = scratch.path().join("lockstepd.log");
+    let log = std::fs::File::create(&log_path)?;
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("--config")
@@ -131,18 +135,9 @@ pub async fn start_lockstepd(binary: &Path) -> anyhow::Result<Server> {
         .env("XDG_DATA_HOME", scratch.path().join("data"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .with_context(|| format!("start {}", binary.display()))?;
-    // Its log is read (and dropped) for as long as it runs, so that logging never blocks it.
-    let stderr = child.stderr.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if line.is_err() {
-                break;
-            }
-        }
-    });
     let host = format!("127.0.0.1:{port}");
     let discovery = request(
         "GET",
@@ -153,7 +148,8 @@ pub async fn start_lockstepd(binary: &Path) -> anyhow::Result<Server> {
     );
     let ready = loop {
         if let Ok(Some(status)) = child.try_wait() {
-            bail!("lockstepd exited during start-up: {status}");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("lockstepd exited during start-up: {status}\n{log}");
         }
         if let Ok(mut http) = HttpConn::connect(&host).await
             && let Ok(response) = http.roundtrip(&discovery).await

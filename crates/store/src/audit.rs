@@ -18,6 +18,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
@@ -40,7 +42,9 @@ pub enum AuditKind {
     SubscriptionExpired,
     /// actor: client id; subject: subscriber name.
     Unsubscribed,
-    /// A subscriber acknowledged an event with 2xx. actor: subscriber name; subject: event id.
+    /// A subscriber acknowledged an event with 2xx. actor: subscriber name, or the JSON array
+    /// of the names of those that acknowledged the same event with the same status together;
+    /// subject: event id.
     DeliveryAcknowledged,
     /// A subscriber answered an event with a non-2xx status (in detail).
     DeliveryRefused,
@@ -201,6 +205,62 @@ impl AuditEntry {
     pub fn kind(&self) -> Option<AuditKind> {
         self.kind.parse().ok()
     }
+
+    /// Who acted: one name, or for a row of acknowledgements written together (see
+    /// [`AuditKind::DeliveryAcknowledged`]) each subscriber, in the order they answered.
+    pub fn actors(&self) -> Vec<String> {
+        if self.kind() == Some(AuditKind::DeliveryAcknowledged)
+            && let Ok(names) = serde_json::from_str::<Vec<String>>(&self.actor)
+        {
+            return names;
+        }
+        vec![self.actor.clone()]
+    }
+}
+
+/// Writes the acknowledgements of one event with one status as one row: with fifty apps
+/// following, a context change would otherwise add fifty rows. The row's actor is the JSON
+/// array of the subscribers' names in the order they answered, its time the last answer's.
+/// Only acknowledgements that name their event are merged, and only within `records` (one
+/// commit); refusals and timeouts keep a row each.
+pub(crate) fn coalesce_acknowledgements(records: &[AuditRecord]) -> Cow<'_, [AuditRecord]> {
+    let mergeable =
+        |r: &AuditRecord| r.kind == AuditKind::DeliveryAcknowledged && r.subject.is_some();
+    if records.iter().filter(|r| mergeable(r)).count() < 2 {
+        return Cow::Borrowed(records);
+    }
+    let mut rows: Vec<AuditRecord> = Vec::with_capacity(records.len());
+    // For each merged row: its index in `rows` and the names so far.
+    let mut merged: HashMap<(Option<&str>, Option<&str>, &str), (usize, Vec<&str>)> =
+        HashMap::new();
+    for record in records {
+        if !mergeable(record) {
+            rows.push(record.clone());
+            continue;
+        }
+        let key = (
+            record.topic.as_deref(),
+            record.subject.as_deref(),
+            record.detail.as_str(),
+        );
+        match merged.get_mut(&key) {
+            Some((index, names)) => {
+                names.push(&record.actor);
+                let row = &mut rows[*index];
+                row.at = row.at.max(record.at);
+            }
+            None => {
+                merged.insert(key, (rows.len(), vec![&record.actor]));
+                rows.push(record.clone());
+            }
+        }
+    }
+    for (index, names) in merged.into_values() {
+        if names.len() > 1 {
+            rows[index].actor = serde_json::to_string(&names).unwrap_or_default();
+        }
+    }
+    Cow::Owned(rows)
 }
 
 /// Which audit rows to return, newest first; paged like [`crate::HistoryQuery`].
@@ -504,14 +564,20 @@ pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<A
     if let Some(kind) = q.kind {
         filter("kind = ?", Value::Text(kind.as_str().to_owned()));
     }
-    for (column, value) in [
-        ("actor", &q.actor),
-        ("topic", &q.topic),
-        ("subject", &q.subject),
-    ] {
+    for (column, value) in [("topic", &q.topic), ("subject", &q.subject)] {
         if let Some(value) = value {
             filter(&format!("{column} = ?"), Value::Text(value.clone()));
         }
+    }
+    if let Some(actor) = &q.actor {
+        // The actor itself, or one of the names in a row of acknowledgements.
+        sql.push_str(
+            " AND (actor = ? OR (kind = 'delivery.acknowledged' AND actor LIKE '[%' \
+             AND json_valid(actor) AND EXISTS (SELECT 1 FROM json_each(audit.actor) \
+             WHERE json_each.value = ?)))",
+        );
+        args.push(Value::Text(actor.clone()));
+        args.push(Value::Text(actor.clone()));
     }
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     args.push(Value::Integer(q.limit.clamp(1, 1000) as i64));

@@ -919,7 +919,7 @@ fn commit(
         history::insert(&tx, record)?;
     }
     if !audit.is_empty() {
-        audit::append(&tx, audit)?;
+        audit::append(&tx, audit::coalesce_acknowledgements(audit).iter())?;
     }
     if !report.is_empty() {
         audit::append(&tx, report)?;

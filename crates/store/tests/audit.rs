@@ -71,6 +71,85 @@ fn kinds_have_stable_strings() {
 }
 
 #[test]
+fn acknowledgements_of_one_event_written_together_share_a_row() {
+    let (_dir, store) = fresh();
+    let ack = |who: &str, event: &str, status: &str| {
+        AuditRecord::new(
+            AuditKind::DeliveryAcknowledged,
+            who,
+            format!("Patient-open: {status}"),
+        )
+        .topic("DrXRay")
+        .subject(event)
+    };
+    let writer = store.writer().unwrap();
+    for record in [
+        ack("PACS", "evt-1", "200"),
+        ack("RIS", "evt-1", "200"),
+        AuditRecord::new(AuditKind::DeliveryRefused, "EHR", "Patient-open: 409")
+            .topic("DrXRay")
+            .subject("evt-1"),
+        ack("PACS", "evt-2", "200"),
+        ack("Dictation, east", "evt-1", "200"),
+        ack("Viewer", "evt-1", "202"),
+        // A client id that merely looks like a list stays one actor.
+        ack("[not json", "evt-3", "200"),
+    ] {
+        assert!(writer.record_audit(record));
+    }
+    writer.flush_blocking().unwrap();
+    assert_eq!(writer.stats().committed, 7);
+
+    let rows = all(&store);
+    let summary: Vec<(String, Vec<String>, String)> = rows
+        .iter()
+        .rev()
+        .map(|r| (r.subject.clone().unwrap(), r.actors(), r.detail.clone()))
+        .collect();
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        summary,
+        [
+            (
+                "evt-1".into(),
+                names(&["PACS", "RIS", "Dictation, east"]),
+                "Patient-open: 200".into()
+            ),
+            ("evt-1".into(), names(&["EHR"]), "Patient-open: 409".into()),
+            ("evt-2".into(), names(&["PACS"]), "Patient-open: 200".into()),
+            (
+                "evt-1".into(),
+                names(&["Viewer"]),
+                "Patient-open: 202".into()
+            ),
+            (
+                "evt-3".into(),
+                names(&["[not json"]),
+                "Patient-open: 200".into()
+            ),
+        ]
+    );
+    assert!(store.verify_audit().unwrap().is_intact());
+
+    // Asking for one app finds the rows it shares with others, and only those.
+    let by_actor = |actor: &str| {
+        store
+            .audit(&AuditQuery {
+                actor: Some(actor.into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.subject.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_actor("PACS"), ["evt-2", "evt-1"]);
+    assert_eq!(by_actor("Dictation, east"), ["evt-1"]);
+    assert_eq!(by_actor("[not json"), ["evt-3"]);
+    assert!(by_actor("Dictation").is_empty());
+}
+
+#[test]
 fn rows_are_stored_as_given_and_read_newest_first() {
     let (_dir, store) = fresh();
     let at = datetime!(2025-02-03 04:05:06.789 UTC);

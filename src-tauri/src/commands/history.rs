@@ -168,26 +168,30 @@ pub async fn history_detail(
                 ..AuditQuery::default()
             })
             .map_err(CommandError::failed)?;
-        let mut outcomes: Vec<Outcome> = audit
-            .into_iter()
-            .filter_map(|row| {
-                let outcome = match row.kind()? {
-                    AuditKind::DeliveryAcknowledged => "acknowledged",
-                    AuditKind::DeliveryRefused => "refused",
-                    AuditKind::DeliveryTimedOut => "timed-out",
-                    AuditKind::HistoryReopened => "reopened",
-                    _ => return None,
+        // Oldest first: the order things happened in. A row of acknowledgements names each
+        // app that answered; each gets a line.
+        let outcomes: Vec<Outcome> = audit
+            .iter()
+            .rev()
+            .flat_map(|row| {
+                let outcome = match row.kind() {
+                    Some(AuditKind::DeliveryAcknowledged) => "acknowledged",
+                    Some(AuditKind::DeliveryRefused) => "refused",
+                    Some(AuditKind::DeliveryTimedOut) => "timed-out",
+                    Some(AuditKind::HistoryReopened) => "reopened",
+                    _ => return Vec::new(),
                 };
-                Some(Outcome {
-                    at: row.at,
-                    actor: row.actor,
-                    outcome,
-                    detail: row.detail,
-                })
+                row.actors()
+                    .into_iter()
+                    .map(|actor| Outcome {
+                        at: row.at.clone(),
+                        actor,
+                        outcome,
+                        detail: row.detail.clone(),
+                    })
+                    .collect()
             })
             .collect();
-        // Oldest first: the order things happened in.
-        outcomes.reverse();
         let event_json = serde_json::from_str::<serde_json::Value>(&entry.event_json)
             .and_then(|value| serde_json::to_string_pretty(&value))
             .unwrap_or_else(|_| entry.event_json.clone());

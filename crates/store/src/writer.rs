@@ -25,6 +25,7 @@ use crate::error::StoreError;
 use crate::history::{self, HistoryRecord};
 use crate::retention::{self, Policy, PruneReport};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -201,6 +202,15 @@ pub(crate) struct Config {
 
 impl StoreWriter {
     pub(crate) fn start(conn: Connection, config: Config) -> Result<StoreWriter, StoreError> {
+        // Checkpoints are the thread's, on a connection of its own (see `Disk`): SQLite would
+        // otherwise run one inside whichever commit crosses a thousand WAL pages, a flush
+        // included, and hold the connection through it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let disk = Disk {
+            path: conn.path().filter(|p| !p.is_empty()).map(PathBuf::from),
+            wal: None,
+            checkpointer: None,
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -208,7 +218,6 @@ impl StoreWriter {
                 conn,
                 lost_since_flush: 0,
                 lost_unreported: 0,
-                wal: None,
             }),
             capacity: config.capacity.max(1),
             handles: AtomicU64::new(1),
@@ -230,7 +239,7 @@ impl StoreWriter {
             .name("lockstep-store-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || Worker::new(shared, config).run()
+                move || Worker::new(shared, config, disk).run()
             })?;
         *shared.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         Ok(StoreWriter { shared })
@@ -492,8 +501,6 @@ struct Committer {
     lost_since_flush: u64,
     /// Records that failed to commit and are not yet in the audit trail.
     lost_unreported: u64,
-    /// The WAL, opened on first sync: fsync on any handle of a file flushes all of it.
-    wal: Option<std::fs::File>,
 }
 
 impl Committer {
@@ -614,32 +621,6 @@ impl Committer {
         }
     }
 
-    /// Syncs the WAL, and with it every commit so far, to the disk.
-    fn sync_wal(&mut self, shared: &Shared) {
-        if self.wal.is_none() {
-            let path = self.conn.path().map(|db| format!("{db}-wal"));
-            // Write access: Windows flushes only through a handle that may write.
-            self.wal = path.and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
-        }
-        let synced = match &self.wal {
-            Some(wal) => wal.sync_data().map_err(|e| e.to_string()),
-            // No WAL file to reach (an in-memory database, or not in WAL mode): a checkpoint
-            // syncs whatever the journal holds.
-            None => retention::run_to_end(&self.conn, "PRAGMA wal_checkpoint(PASSIVE)")
-                .map_err(|e| e.to_string()),
-        };
-        match synced {
-            Ok(()) => {
-                shared.synced.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                // The commits stay safe from a crash of Lockstep; SQLite's next checkpoint
-                // syncs them.
-                tracing::warn!(%error, "could not sync the store's WAL to the disk");
-            }
-        }
-    }
-
     /// Writes one `StoreOverflow` row for the records dropped since the last one.
     fn report_overflow(&mut self, shared: &Shared) {
         let history = shared.dropped_history.swap(0, Ordering::AcqRel);
@@ -711,10 +692,60 @@ struct Worker {
     prune: Option<retention::Run>,
     prune_waiters: Vec<Reply<Result<PruneReport, StoreError>>>,
     next_prune: Option<Instant>,
+    disk: Disk,
+}
+
+/// What brings commits to the disk, used by the thread alone and never under the connection's
+/// lock, so that a flush never waits for an fsync.
+struct Disk {
+    /// The database file; `None` for an in-memory database, which has no disk to reach.
+    path: Option<PathBuf>,
+    /// The WAL, opened on first sync: fsync on any handle of a file flushes all of it.
+    wal: Option<std::fs::File>,
+    /// A connection for checkpoints: a passive checkpoint copies the WAL into the database
+    /// while commits go on.
+    checkpointer: Option<Connection>,
+}
+
+impl Disk {
+    /// Syncs the WAL, and with it every commit so far, to the disk; then folds it into the
+    /// database so that it stays small.
+    fn sync(&mut self, shared: &Shared) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        if self.wal.is_none() {
+            let mut wal = path.clone().into_os_string();
+            wal.push("-wal");
+            // Write access: Windows flushes only through a handle that may write.
+            self.wal = std::fs::OpenOptions::new().write(true).open(wal).ok();
+        }
+        match self.wal.as_ref().map(std::fs::File::sync_data) {
+            Some(Ok(())) => {
+                shared.synced.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(error)) => {
+                // The commits stay safe from a crash of Lockstep; the checkpoint syncs them.
+                tracing::warn!(%error, "could not sync the store's WAL to the disk");
+            }
+            None => tracing::warn!("could not open the store's WAL to sync it"),
+        }
+        if self.checkpointer.is_none() {
+            match crate::schema::connect(path) {
+                Ok(conn) => self.checkpointer = Some(conn),
+                Err(error) => tracing::warn!(%error, "could not open the store for checkpoints"),
+            }
+        }
+        if let Some(conn) = &self.checkpointer
+            && let Err(error) = retention::run_to_end(conn, "PRAGMA wal_checkpoint(PASSIVE)")
+        {
+            tracing::warn!(%error, "store checkpoint failed; the WAL grows until one succeeds");
+        }
+    }
 }
 
 impl Worker {
-    fn new(shared: Arc<Shared>, config: Config) -> Self {
+    fn new(shared: Arc<Shared>, config: Config, disk: Disk) -> Self {
         // The first pass catches up on whatever expired while the agent was off; shortly after
         // start rather than at once, so it does not compete with start-up.
         let first = config.prune_interval.min(FIRST_PRUNE_AFTER);
@@ -726,6 +757,7 @@ impl Worker {
             prune: None,
             prune_waiters: Vec::new(),
             next_prune,
+            disk,
         }
     }
 
@@ -740,10 +772,10 @@ impl Worker {
             if work.commit {
                 self.commit_in_batches();
             }
-            let mut connection = shared.connection();
             if work.sync {
-                connection.sync_wal(&shared);
+                self.disk.sync(&shared);
             }
+            let mut connection = shared.connection();
             if work.shutdown {
                 self.stop(&mut connection);
                 return;
@@ -827,6 +859,7 @@ impl Worker {
             .lost_unflushed
             .store(connection.lost_since_flush, Ordering::Release);
         // Folds the WAL back into the main file so a clean stop leaves one file behind.
+        self.disk.checkpointer = None;
         let conn = &connection.conn;
         let tidy = retention::run_to_end(conn, "PRAGMA optimize")
             .and_then(|()| retention::run_to_end(conn, "PRAGMA wal_checkpoint(TRUNCATE)"));

@@ -230,9 +230,9 @@ pub(crate) fn coalesce_acknowledgements(records: &[AuditRecord]) -> Cow<'_, [Aud
         return Cow::Borrowed(records);
     }
     let mut rows: Vec<AuditRecord> = Vec::with_capacity(records.len());
-    // For each merged row: its index in `rows` and the names so far.
-    let mut merged: HashMap<(Option<&str>, Option<&str>, &str), (usize, Vec<&str>)> =
-        HashMap::new();
+    // By (topic, event id, detail): the merged row's index in `rows` and the names so far.
+    type Key<'a> = (Option<&'a str>, Option<&'a str>, &'a str);
+    let mut merged: HashMap<Key, (usize, Vec<&str>)> = HashMap::new();
     for record in records {
         if !mergeable(record) {
             rows.push(record.clone());

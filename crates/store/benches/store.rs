@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p lockstep-store` prints a table. Timings are medians of several runs on a
 //! temporary database on the machine's normal disk, with the shipped settings (WAL,
-//! `synchronous = FULL`). `LOCKSTEP_BENCH_ROWS` overrides the 100,000 rows (2,000 when run by
+//! `synchronous = NORMAL`, the WAL synced by the writer within 100 ms). `LOCKSTEP_BENCH_ROWS` overrides the 100,000 rows (2,000 when run by
 //! `cargo test` rather than `cargo bench`).
 
 #[path = "../tests/common/mod.rs"]

@@ -100,6 +100,11 @@ const V2_STUDY_UID_INDEX: &str = r#"
 CREATE INDEX history_study_uid ON history(study_uid);
 "#;
 
+/// The WAL's size once reset after a checkpoint, and the size past which the writer folds it
+/// into the database (SQLite's own default is 1,000 pages): a checkpoint copies pages and
+/// syncs the database, so it runs rarely.
+pub(crate) const WAL_LIMIT_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Opens (creating if needed) a connection with the store's pragmas.
 ///
 /// WAL lets the tray read while the writer commits. `synchronous = NORMAL`: a commit is in the
@@ -134,8 +139,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         );
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Keeps the -wal file from staying at its high-water mark after a burst.
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // Keeps the -wal file from staying at its high-water mark after a burst: the writer
+    // checkpoints once it grows past this size (see the writer).
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES as i64)?;
     Ok(())
 }
 

@@ -42,8 +42,9 @@ const INLINE_WAIT: Duration = Duration::from_millis(2);
 /// microseconds of work); a longer queue is the thread's to commit.
 const INLINE_MAX: usize = 256;
 
-/// How long a record no one waits for may stay queued before the thread commits it.
-pub const LINGER: Duration = Duration::from_millis(50);
+/// How long a record no one waits for may stay queued before the thread commits it. As long
+/// as [`SYNC_WITHIN`], so that one wake of the thread does both.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 /// How soon after a commit the WAL is synced to the disk: the most a power cut can take back.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
@@ -134,6 +135,8 @@ struct Queue {
     audit: Vec<AuditRecord>,
     /// When the oldest record no one has committed yet was queued.
     since: Option<Instant>,
+    /// A record that must not linger is queued.
+    prompt: bool,
     flushes: Vec<Reply<Result<(), u64>>>,
     prunes: Vec<Reply<Result<PruneReport, StoreError>>>,
     /// When the oldest commit not yet synced to the disk must be.
@@ -247,19 +250,28 @@ impl StoreWriter {
 
     /// Queues a context change. Never blocks; `false` when it was dropped (queue full or writer
     /// stopped), which is counted, logged and later written to the audit trail.
+    ///
+    /// It lingers up to [`LINGER`] unless a flush commits it sooner: whoever needs it on record
+    /// (an answered context change) flushes.
     pub fn record_history(&self, record: HistoryRecord) -> bool {
-        self.offer(&self.shared.dropped_history, |queue| {
+        self.offer(&self.shared.dropped_history, true, |queue| {
             queue.history.push(record)
         })
     }
 
     /// Queues an audit record. Never blocks; `false` when it was dropped, as for
     /// [`StoreWriter::record_history`].
+    ///
+    /// Acknowledgements (one per subscriber per event) linger up to [`LINGER`], to be written
+    /// many at a time; every other record is committed at once, as a security record should.
     pub fn record_audit(&self, record: AuditRecord) -> bool {
-        self.offer(&self.shared.dropped_audit, |queue| queue.audit.push(record))
+        let lingers = record.kind == AuditKind::DeliveryAcknowledged;
+        self.offer(&self.shared.dropped_audit, lingers, |queue| {
+            queue.audit.push(record)
+        })
     }
 
-    fn offer(&self, dropped: &AtomicU64, push: impl FnOnce(&mut Queue)) -> bool {
+    fn offer(&self, dropped: &AtomicU64, lingers: bool, push: impl FnOnce(&mut Queue)) -> bool {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             self.refused();
@@ -285,7 +297,11 @@ impl StoreWriter {
         }
         push(&mut queue);
         let now = Instant::now();
-        let due = *queue.since.get_or_insert(now) + LINGER;
+        let mut due = *queue.since.get_or_insert(now) + LINGER;
+        if !lingers {
+            queue.prompt = true;
+            due = now;
+        }
         // Wake the thread only if it would otherwise sleep past this record's turn (or the
         // queue needs a batch now): most records ride along with a flush or the next wake.
         let wake = queue.sleeps_past(due) || queue.len() == BATCH_MAX;
@@ -472,6 +488,7 @@ impl Take {
         let emptied = queue.len() == 0;
         if emptied {
             queue.since = None;
+            queue.prompt = false;
         }
         // A flush waits for every record queued before it: it goes with the last of them.
         let flushes = match self {
@@ -708,8 +725,8 @@ struct Disk {
 }
 
 impl Disk {
-    /// Syncs the WAL, and with it every commit so far, to the disk; then folds it into the
-    /// database so that it stays small.
+    /// Syncs the WAL, and with it every commit so far, to the disk; folds it into the database
+    /// once it has grown past [`crate::schema::WAL_LIMIT_BYTES`].
     fn sync(&mut self, shared: &Shared) {
         let Some(path) = &self.path else {
             return;
@@ -720,6 +737,11 @@ impl Disk {
             // Write access: Windows flushes only through a handle that may write.
             self.wal = std::fs::OpenOptions::new().write(true).open(wal).ok();
         }
+        let wal_bytes = self
+            .wal
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len());
         match self.wal.as_ref().map(std::fs::File::sync_data) {
             Some(Ok(())) => {
                 shared.synced.fetch_add(1, Ordering::Relaxed);
@@ -729,6 +751,9 @@ impl Disk {
                 tracing::warn!(%error, "could not sync the store's WAL to the disk");
             }
             None => tracing::warn!("could not open the store's WAL to sync it"),
+        }
+        if wal_bytes.is_some_and(|bytes| bytes <= crate::schema::WAL_LIMIT_BYTES) {
+            return;
         }
         if self.checkpointer.is_none() {
             match crate::schema::connect(path) {
@@ -809,6 +834,7 @@ impl Worker {
             let prune_due = self.prune.is_some() || self.next_prune.is_some_and(|at| at <= now);
             let work = Work {
                 commit: !queue.flushes.is_empty()
+                    || queue.prompt
                     || queue.len() >= BATCH_MAX
                     || linger_due.is_some_and(|at| at <= now),
                 sync: queue.sync_due.is_some_and(|at| at <= now),

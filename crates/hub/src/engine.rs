@@ -718,7 +718,7 @@ impl Engine {
             return;
         };
         let answered = awaiting.remove(pos).map(|a| a.event_name).unwrap_or("");
-        self.emit(EngineEvent::Delivery {
+        let delivery = EngineEvent::Delivery {
             subscriber: sub.info.clone(),
             event_id: reply.id.clone(),
             event_name: answered,
@@ -728,22 +728,29 @@ impl Engine {
                 },
                 Some(status) => Delivery::Refused { status },
             },
-        });
+        };
         match reply.status {
             // No status (`@medplum/core`) means received; any 2xx is success (spec 2-5).
             None | Some(200..=299) => {
-                if sub.state != LinkState::Following {
+                let recovered = (sub.state != LinkState::Following).then(|| {
                     sub.state = LinkState::Following;
-                    let info = sub.info.clone();
-                    drop(state);
-                    self.emit(EngineEvent::Link {
-                        subscriber: info,
+                    EngineEvent::Link {
+                        subscriber: sub.info.clone(),
                         state: LinkState::Following,
                         detail: None,
-                    });
+                    }
+                });
+                // Told once the topic is free again: with a thousand subscribers answering,
+                // the observers' work must not hold up the next change's fan-out.
+                drop(state);
+                self.emit(delivery);
+                if let Some(recovered) = recovered {
+                    self.emit(recovered);
                 }
             }
             Some(status) => {
+                // Before the SyncError it causes.
+                self.emit(delivery);
                 sub.state = LinkState::Refused { status };
                 let info = sub.info.clone();
                 let diagnostics = match status {

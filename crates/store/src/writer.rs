@@ -167,6 +167,8 @@ struct Shared {
     /// The connection and what belongs to it; held by whoever commits.
     connection: parking_lot::Mutex<Committer>,
     capacity: usize,
+    /// The queue length at which the thread is woken to commit at once.
+    wake_at: usize,
     /// Live `StoreWriter` handles.
     handles: AtomicU64,
     dropped_history: AtomicU64,
@@ -223,6 +225,7 @@ impl StoreWriter {
                 lost_unreported: 0,
             }),
             capacity: config.capacity.max(1),
+            wake_at: (config.capacity / 4).max(1),
             handles: AtomicU64::new(1),
             dropped_history: AtomicU64::new(0),
             dropped_audit: AtomicU64::new(0),
@@ -302,9 +305,10 @@ impl StoreWriter {
             queue.prompt = true;
             due = now;
         }
-        // Wake the thread only if it would otherwise sleep past this record's turn (or the
-        // queue needs a batch now): most records ride along with a flush or the next wake.
-        let wake = queue.sleeps_past(due) || queue.len() == BATCH_MAX;
+        // Wake the thread only if it would otherwise sleep past this record's turn, or the queue
+        // is a quarter full: most records ride along with a flush or the next wake, and a burst
+        // of acknowledgements does not wake it while the hub is still sending.
+        let wake = queue.sleeps_past(due) || queue.len() == shared.wake_at;
         drop(queue);
         shared.accepted.fetch_add(1, Ordering::Relaxed);
         if wake {
@@ -835,7 +839,7 @@ impl Worker {
             let work = Work {
                 commit: !queue.flushes.is_empty()
                     || queue.prompt
-                    || queue.len() >= BATCH_MAX
+                    || queue.len() >= self.shared.wake_at
                     || linger_due.is_some_and(|at| at <= now),
                 sync: queue.sync_due.is_some_and(|at| at <= now),
                 prunes: std::mem::take(&mut queue.prunes),

@@ -4,7 +4,6 @@
 use crate::config::{AppConfig, Config, LockedSetting, read_user_file, set_key, write_user_file};
 use crate::secrets::SecretStore;
 use lockstep_fhircast::ScopeSet;
-use lockstep_fhircast::summary::ContextSummary;
 use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{Authority, Engine, EngineEvent, LinkState, SubscriberInfo};
 use serde::Serialize;
@@ -139,7 +138,6 @@ impl Desktop {
         authority: Arc<Authority>,
         secrets: Arc<dyn SecretStore>,
         config: Config,
-        context: watch::Receiver<Option<ContextSummary>>,
     ) -> Arc<Desktop> {
         let desktop = Arc::new(Desktop {
             engine,
@@ -153,9 +151,14 @@ impl Desktop {
             status: watch::channel(TrayStatus::Idle).0,
             patient: AtomicBool::new(false),
         });
-        tokio::spawn(follow_links(desktop.clone(), desktop.engine.listen()));
-        tokio::spawn(follow_context(desktop.clone(), context));
+        tokio::spawn(follow_links(desktop.clone(), desktop.engine.listen_links()));
         desktop
+    }
+
+    /// Whether a patient is in context now (told by the agent's context watcher).
+    pub(crate) fn show_patient(&self, patient: bool) {
+        self.patient.store(patient, Ordering::Relaxed);
+        self.refresh_status();
     }
 
     fn config(&self) -> std::sync::MutexGuard<'_, Config> {
@@ -516,20 +519,6 @@ fn bridge_link(
             problem: matches!(state, "refused" | "broken"),
         },
     );
-}
-
-async fn follow_context(
-    desktop: Arc<Desktop>,
-    mut context: watch::Receiver<Option<ContextSummary>>,
-) {
-    loop {
-        let patient = context.borrow_and_update().is_some();
-        desktop.patient.store(patient, Ordering::Relaxed);
-        desktop.refresh_status();
-        if context.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 fn now_iso() -> String {

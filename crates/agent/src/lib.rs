@@ -94,8 +94,6 @@ impl Agent {
         }));
         let hub_url = state.hub_url();
 
-        let (context_tx, context_rx) = watch::channel(None);
-        tokio::spawn(follow_context(engine.clone(), topic.clone(), context_tx));
         let desktop = Desktop::start(
             engine.clone(),
             topic.clone(),
@@ -103,8 +101,14 @@ impl Agent {
             authority.clone(),
             secrets,
             config.clone(),
-            context_rx.clone(),
         );
+        let (context_tx, context_rx) = watch::channel(None);
+        tokio::spawn(follow_context(
+            engine.clone(),
+            topic.clone(),
+            context_tx,
+            desktop.clone(),
+        ));
         // After history and the desktop's listener, so that every link state of the bridges
         // is in the audit trail and the window.
         let bridges = Arc::new(
@@ -181,11 +185,13 @@ fn resolve_clients(
         .collect()
 }
 
-/// Keeps the watch channel on the topic's current context.
+/// Keeps the watch channel on the topic's current context, and the tray's patient flag. One
+/// task for both: a context change wakes nothing else in a headless agent.
 async fn follow_context(
     engine: Engine,
     topic: Arc<str>,
     tx: watch::Sender<Option<ContextSummary>>,
+    desktop: Arc<Desktop>,
 ) {
     let mut events = engine.listen();
     loop {
@@ -196,7 +202,8 @@ async fn follow_context(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
-        let summary = engine.current_context_of(&topic).and_then(|c| c.summary);
+        let summary = engine.current_summary_of(&topic);
+        desktop.show_patient(summary.is_some());
         tx.send_if_modified(|current| {
             let changed = *current != summary;
             *current = summary.clone();

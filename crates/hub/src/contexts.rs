@@ -315,6 +315,12 @@ impl TopicContexts {
         })
     }
 
+    /// The current anchor's display summary alone: what the tray shows, without building the
+    /// whole [`CurrentContext`] (its content Bundle).
+    pub fn current_summary(&self) -> Option<ContextSummary> {
+        self.current.as_ref().map(|current| current.summary.clone())
+    }
+
     pub fn current(&self) -> CurrentContext {
         let Some(current) = &self.current else {
             return CurrentContext {

@@ -281,6 +281,8 @@ struct Inner {
     /// endpoint token → (topic, subscription)
     endpoints: Mutex<HashMap<String, (Arc<Topic>, SubId)>>,
     listeners: broadcast::Sender<EngineEvent>,
+    /// Every event but context changes and deliveries (see [`Engine::listen_links`]).
+    link_listeners: broadcast::Sender<EngineEvent>,
     observers: RwLock<Vec<Observer>>,
     next_sub: AtomicU64,
 }
@@ -296,12 +298,14 @@ impl Engine {
     /// ends when the last clone of the engine is dropped.
     pub fn new(settings: HubSettings) -> Self {
         let (listeners, _) = broadcast::channel(1024);
+        let (link_listeners, _) = broadcast::channel(1024);
         let engine = Engine {
             inner: Arc::new(Inner {
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 endpoints: Mutex::new(HashMap::new()),
                 listeners,
+                link_listeners,
                 observers: RwLock::new(Vec::new()),
                 next_sub: AtomicU64::new(1),
             }),
@@ -317,6 +321,12 @@ impl Engine {
     /// Listens to what the engine decides (context changes, link states, SyncErrors).
     pub fn listen(&self) -> broadcast::Receiver<EngineEvent> {
         self.inner.listeners.subscribe()
+    }
+
+    /// As [`Engine::listen`], without context changes: for listeners that follow links and
+    /// problems only, which a context change should not wake.
+    pub fn listen_links(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.link_listeners.subscribe()
     }
 
     /// Creates a new session topic with an unguessable id.
@@ -346,11 +356,19 @@ impl Engine {
         for observer in self.inner.observers.read().iter() {
             observer(&event);
         }
-        if matches!(event, EngineEvent::Delivery { .. }) {
-            return;
+        match event {
+            EngineEvent::Delivery { .. } => {}
+            // No listener is not an error: the headless agent may run without one.
+            EngineEvent::ContextChanged { .. } => {
+                let _ = self.inner.listeners.send(event);
+            }
+            _ => {
+                if self.inner.link_listeners.receiver_count() > 0 {
+                    let _ = self.inner.link_listeners.send(event.clone());
+                }
+                let _ = self.inner.listeners.send(event);
+            }
         }
-        // No listener is not an error: the headless agent may run without one.
-        let _ = self.inner.listeners.send(event);
     }
 
     /// Adds an observer that sees every event without loss (a broadcast listener that lags
@@ -681,6 +699,12 @@ impl Engine {
     pub fn current_context_of(&self, topic: &str) -> Option<CurrentContext> {
         let topic = self.inner.topics.read().get(topic).cloned()?;
         Some(topic.state.lock().contexts.current())
+    }
+
+    /// The display summary of a topic's current context, for the agent itself (the tray).
+    pub fn current_summary_of(&self, topic: &str) -> Option<ContextSummary> {
+        let topic = self.inner.topics.read().get(topic).cloned()?;
+        topic.state.lock().contexts.current_summary()
     }
 
     /// Gives the engine a direct path to an endpoint's socket (see [`Outlet`]).

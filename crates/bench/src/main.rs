@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p lockstep-bench -- --json bench.json     # 5 runs, about 9 minutes
-//! cargo run --release -p lockstep-bench -- --quick               # one small run, seconds
+//! cargo run --release -p lockstep-bench -- --quick               # one small run, about a minute
 //! ```
 //!
 //! Every figure is set beside the same measurement of a minimal broadcast server taken in the
@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
     about = "Fan-out latency, throughput, scale and footprint of Lockstep against a minimal broadcast server"
 )]
 struct Cli {
-    /// One small run (a CI smoke test, well under a minute).
+    /// One small run of every phase (about a minute): a smoke test, not a measurement.
     #[arg(long)]
     quick: bool,
     /// How many times to repeat every measurement (default 5; 1 with --quick).

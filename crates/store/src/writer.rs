@@ -335,9 +335,9 @@ impl StoreWriter {
     /// this process at once, and on the disk within [`SYNC_WITHIN`].
     ///
     /// Fails with [`StoreError::WriteFailed`] if any record accepted since the previous flush
-    /// could not be committed. Commits in the calling thread when the database is free and the
-    /// queue short (a few hundred microseconds at most); otherwise waits for the writer's
-    /// thread without blocking the executor.
+    /// could not be committed. Commits in the calling thread when the connection is free (or
+    /// soon is) and the queue short (a few hundred microseconds of work); otherwise waits for
+    /// the writer's thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
         if let Some(outcome) = self.flush_here(Take::All) {
             return outcome;
@@ -473,7 +473,7 @@ type Taken = (
 );
 
 impl Take {
-    fn from(self, queue: &mut Queue) -> Taken {
+    fn take_from(self, queue: &mut Queue) -> Taken {
         let history = match self {
             Take::All | Take::History => std::mem::take(&mut queue.history),
             Take::Batch => {
@@ -528,7 +528,7 @@ impl Committer {
     /// Commits what `take` names, in batches, and answers the flushes taken with it. `None`
     /// when an [`Attempt::Once`] found the database locked: the records are back in the queue.
     fn commit_queued(&mut self, shared: &Shared, take: Take, attempt: Attempt) -> Option<()> {
-        let (mut history, mut audit, flushes) = take.from(&mut shared.queue());
+        let (mut history, mut audit, flushes) = take.take_from(&mut shared.queue());
         // At least one pass, so that an earlier failure is reported even with nothing queued.
         let mut first = true;
         while first || !history.is_empty() || !audit.is_empty() {

@@ -70,6 +70,7 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             requester,
             summary,
             frame,
+            ..
         } => {
             let mut record =
                 HistoryRecord::new(&**topic, *event, event_id, requester, frame.as_str());

@@ -103,12 +103,7 @@ impl Agent {
             config.clone(),
         );
         let (context_tx, context_rx) = watch::channel(None);
-        tokio::spawn(follow_context(
-            engine.clone(),
-            topic.clone(),
-            context_tx,
-            desktop.clone(),
-        ));
+        engine.observe(follow_context(topic.clone(), context_tx, desktop.clone()));
         // After history and the desktop's listener, so that every link state of the bridges
         // is in the audit trail and the window.
         let bridges = Arc::new(
@@ -185,31 +180,37 @@ fn resolve_clients(
         .collect()
 }
 
-/// Keeps the watch channel on the topic's current context, and the tray's patient flag. One
-/// task for both: a context change wakes nothing else in a headless agent.
-async fn follow_context(
-    engine: Engine,
+/// Keeps the watch channel on the topic's current context, and the tray's patient flag. An
+/// observer, told in the engine's thread as the change is made: in a headless agent a context
+/// change then wakes no task at all (a task woken per change competed with the apps for the
+/// CPU as they read the change).
+fn follow_context(
     topic: Arc<str>,
     tx: watch::Sender<Option<ContextSummary>>,
     desktop: Arc<Desktop>,
-) {
-    let mut events = engine.listen();
-    loop {
-        match events.recv().await {
-            Ok(EngineEvent::ContextChanged { topic: t, .. }) if t == topic => {}
-            Ok(_) => continue,
-            // Missed events: the current context is read fresh below either way.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+) -> lockstep_hub::Observer {
+    Arc::new(move |event| {
+        let EngineEvent::ContextChanged {
+            topic: changed,
+            current,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if *changed != topic {
+            return;
         }
-        let summary = engine.current_summary_of(&topic);
-        desktop.show_patient(summary.is_some());
-        tx.send_if_modified(|current| {
-            let changed = *current != summary;
-            *current = summary.clone();
+        desktop.show_patient(current.is_some());
+        tx.send_if_modified(|shown| {
+            let summary = current.as_deref();
+            let changed = shown.as_ref() != summary;
+            if changed {
+                *shown = summary.cloned();
+            }
             changed
         });
-    }
+    })
 }
 
 /// A running agent. Clones share it.

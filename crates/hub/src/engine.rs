@@ -93,7 +93,10 @@ pub enum EngineEvent {
         event_id: String,
         /// The registered name of the requesting client.
         requester: String,
+        /// The summary of what the event names (the patient a close names, say).
         summary: Option<Box<ContextSummary>>,
+        /// The summary of the topic's current context after the change: what a tray shows.
+        current: Option<Box<ContextSummary>>,
         /// The notification frame exactly as sent.
         frame: FrameText,
     },
@@ -674,6 +677,7 @@ impl Engine {
             event_id: change.id.clone(),
             requester: grant.client_name.clone(),
             summary: applied.summary.map(Box::new),
+            current: state.contexts.current_summary().map(Box::new),
             frame: applied.frame,
         });
         for id in overflowed {

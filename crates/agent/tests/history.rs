@@ -61,6 +61,16 @@ async fn history(agent: &AgentHandle, query: HistoryQuery) -> Vec<lockstep_store
         .unwrap()
 }
 
+/// Every audit row, newest first, once what was recorded so far is committed.
+async fn audit_rows(agent: &AgentHandle) -> Vec<lockstep_store::AuditEntry> {
+    agent.history().writer().flush().await.unwrap();
+    agent
+        .history()
+        .store()
+        .audit(&AuditQuery::default())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn accepted_changes_are_in_history_as_soon_as_they_are_answered() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,12 +132,7 @@ async fn accepted_changes_are_in_history_as_soon_as_they_are_answered() {
     // acknowledgement reaches the hub on its own socket, some time after it was sent).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let kinds = loop {
-        agent.history().writer().flush().await.unwrap();
-        let audit = agent
-            .history()
-            .store()
-            .audit(&AuditQuery::default())
-            .unwrap();
+        let audit = audit_rows(&agent).await;
         let kinds: Vec<String> = audit.iter().map(|a| a.kind.to_string()).collect();
         if kinds.iter().any(|k| k == "delivery.acknowledged")
             || std::time::Instant::now() > deadline
@@ -167,12 +172,7 @@ async fn refused_tokens_are_audited() {
             .await
             .is_err()
     );
-    agent.history().writer().flush().await.unwrap();
-    let audit = agent
-        .history()
-        .store()
-        .audit(&AuditQuery::default())
-        .unwrap();
+    let audit = audit_rows(&agent).await;
     let refused = audit
         .iter()
         .find(|a| a.kind == "token.refused")
@@ -294,12 +294,7 @@ async fn reopen_republishes_a_past_open_as_a_new_event_and_audits_it() {
     );
     assert!(agent.history().reopen(999_999, "the radiologist").is_err());
 
-    agent.history().writer().flush().await.unwrap();
-    let audit = agent
-        .history()
-        .store()
-        .audit(&AuditQuery::default())
-        .unwrap();
+    let audit = audit_rows(&agent).await;
     let row = audit.iter().find(|a| a.kind == "history.reopened").unwrap();
     assert_eq!(row.actor, "the radiologist");
     agent.shutdown().await;

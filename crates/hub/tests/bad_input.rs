@@ -33,15 +33,7 @@ async fn malformed_bodies_get_400_with_a_reason() {
         format!(r#"{{"timestamp":"t","id":"i","event":{{"hub.topic":"{}","hub.event":"Patient-open","context":"nope"}}}}"#, hub.topic).into_bytes(),
     ];
     for body in bodies {
-        let response = hub
-            .http
-            .post(&hub.hub_url)
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = hub.post_raw(&token, "application/json", body.clone()).await;
         assert_eq!(
             response.status(),
             400,
@@ -163,13 +155,7 @@ async fn unknown_paths_and_methods_get_plain_text_4xx() {
         .unwrap();
     assert!(response.status().is_client_error());
     let response = hub
-        .http
-        .post(&hub.hub_url)
-        .bearer_auth(&token)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("%%%&&&=")
-        .send()
-        .await
-        .unwrap();
+        .post_raw(&token, "application/x-www-form-urlencoded", "%%%&&&=")
+        .await;
     assert_eq!(response.status(), 400);
 }

@@ -41,15 +41,7 @@ async fn context_bytes_are_relayed_verbatim() {
         r#"{{"timestamp":"2026-11-26T10:00:00Z","id":"raw-1","event":{{"hub.topic":"{}","hub.event":"Patient-open","context":[ {{"key":"patient","resource":{{"resourceType":"Patient","id":"p1","identifier":[{{"value":"1"}}],"z":1.50,"a":true}}}} ]}}}}"#,
         hub.topic
     );
-    let response = hub
-        .http
-        .post(&hub.hub_url)
-        .bearer_auth(&token)
-        .header("content-type", "application/fhir+json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let response = hub.post_raw(&token, "application/fhir+json", raw).await;
     assert_eq!(response.status(), 202);
     let frame = sub.socket_text().await;
     assert!(frame.contains(r#""context":[ {"key":"patient","resource":{"resourceType":"Patient","id":"p1","identifier":[{"value":"1"}],"z":1.50,"a":true}} ]"#), "{frame}");

@@ -58,26 +58,10 @@ async fn json_and_fhir_json_content_types_are_accepted() {
         "application/json;charset=UTF-8",
     ] {
         let event = hub.event("Patient-open", patient_context("p1", "1"));
-        let response = hub
-            .http
-            .post(&hub.hub_url)
-            .bearer_auth(&token)
-            .header("content-type", content_type)
-            .body(event.to_string())
-            .send()
-            .await
-            .unwrap();
+        let response = hub.post_raw(&token, content_type, event.to_string()).await;
         assert_eq!(response.status(), 202, "{content_type}");
     }
-    let wrong = hub
-        .http
-        .post(&hub.hub_url)
-        .bearer_auth(&token)
-        .header("content-type", "text/xml")
-        .body("<x/>")
-        .send()
-        .await
-        .unwrap();
+    let wrong = hub.post_raw(&token, "text/xml", "<x/>").await;
     assert_eq!(wrong.status(), 415);
 }
 

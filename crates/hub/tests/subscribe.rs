@@ -218,15 +218,7 @@ async fn json_subscription_body_is_accepted_too() {
         r#"{{"hub.channel.type":"websocket","hub\u002emode":"subscribe","hub.topic":"{}","hub.events":"Patient-open"}}"#,
         hub.topic
     );
-    let response = hub
-        .http
-        .post(&hub.hub_url)
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(escaped)
-        .send()
-        .await
-        .unwrap();
+    let response = hub.post_raw(&token, "application/json", escaped).await;
     assert_eq!(response.status(), 202);
     let endpoint: Value = response.json().await.unwrap();
     assert!(endpoint["hub.channel.endpoint"].is_string(), "{endpoint}");

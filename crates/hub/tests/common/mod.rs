@@ -121,6 +121,23 @@ impl Hub {
             .unwrap()
     }
 
+    /// POSTs `body` as it is, with this content type, to `hub.url`.
+    pub async fn post_raw(
+        &self,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(&self.hub_url)
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a form to `hub.url`.
     pub async fn post_form(&self, token: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http

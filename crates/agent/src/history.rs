@@ -244,7 +244,7 @@ impl History {
     }
 
     /// Waits until the history rows recorded so far are committed, or [`DURABLE_WAIT`] passes.
-    /// The audit rows recorded with them follow within [`lockstep_store::LINGER`].
+    /// The acknowledgements recorded with them follow within [`lockstep_store::LINGER`].
     pub async fn on_record(&self) {
         match tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await {
             Ok(Ok(())) => {}

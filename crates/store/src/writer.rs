@@ -4,14 +4,15 @@
 //! queues. When the queue is full the record is dropped, counted, logged, and the count is
 //! written to the audit trail as soon as the writer catches up: nothing is lost silently.
 //!
-//! Records that no one waits for linger up to [`LINGER`] and are committed by the writer's
-//! thread, a batch at a time. A flush commits in the calling thread when the connection is free
+//! History rows and acknowledgements linger up to [`LINGER`] unless a flush takes them sooner;
+//! every other audit record wakes the writer's thread at once. The thread commits a batch at a
+//! time. A flush commits in the calling thread when the connection is free
 //! (or soon is) and the queue short: waking another thread and being woken again would cost
 //! more than the commit, and the caller waits for both. Otherwise the flush is handed to the
 //! thread. Whoever commits holds the connection, so a flush that gets it knows every record
 //! taken before it is committed. [`StoreWriter::flush_history`], which an answered context
-//! change waits for, commits only the history rows: the audit rows queued with them (one per
-//! subscriber per event) follow within [`LINGER`], off the path of the answer.
+//! change waits for, commits only the history rows: the acknowledgements queued with them (one
+//! per subscriber per event) follow within [`LINGER`], off the path of the answer.
 //!
 //! Durability comes in two steps. A commit hands the records to the operating system, which
 //! keeps them through a crash or kill of Lockstep; this is what a flush waits for, and what an

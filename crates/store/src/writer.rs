@@ -340,9 +340,14 @@ impl StoreWriter {
     /// soon is) and the queue short (a few hundred microseconds of work); otherwise waits for
     /// the writer's thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        if let Some(outcome) = self.flush_here(Take::All) {
-            return outcome;
+        match self.flush_here(Take::All) {
+            Some(outcome) => outcome,
+            None => self.flush_by_thread().await,
         }
+    }
+
+    /// Hands a flush to the writer's thread and waits for its answer.
+    async fn flush_by_thread(&self) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.ask(|queue| queue.flushes.push(Reply::Async(reply)))?;
         flush_outcome(answer.await.map_err(|_| StoreError::WriterStopped)?)
@@ -364,10 +369,10 @@ impl StoreWriter {
     /// committed by the thread within [`LINGER`]. This is what an answered context change
     /// waits for.
     pub async fn flush_history(&self) -> Result<(), StoreError> {
-        if let Some(outcome) = self.flush_here(Take::History) {
-            return outcome;
+        match self.flush_here(Take::History) {
+            Some(outcome) => outcome,
+            None => self.flush_by_thread().await,
         }
-        self.flush().await
     }
 
     /// Commits `take` in the calling thread if the connection is free within [`INLINE_WAIT`],
@@ -515,6 +520,14 @@ enum Attempt {
     Patiently,
 }
 
+impl Attempt {
+    /// Whether this failure hands the records back rather than losing them: nothing was
+    /// written, and an [`Attempt::Once`] does not wait for another process's lock.
+    fn gives_back(self, error: &rusqlite::Error) -> bool {
+        self == Attempt::Once && error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+    }
+}
+
 /// The writer's connection and the bookkeeping of what it failed to write: whoever commits
 /// holds it.
 struct Committer {
@@ -530,13 +543,8 @@ impl Committer {
     /// when an [`Attempt::Once`] found the database locked: the records are back in the queue.
     fn commit_queued(&mut self, shared: &Shared, take: Take, attempt: Attempt) -> Option<()> {
         let (mut history, mut audit, flushes) = take.take_from(&mut shared.queue());
-        // At least one pass, so that an earlier failure is reported even with nothing queued.
-        let mut first = true;
-        while first || !history.is_empty() || !audit.is_empty() {
-            first = false;
-            if history.is_empty() && audit.is_empty() && self.lost_unreported == 0 {
-                break;
-            }
+        // Also with nothing queued, so that an earlier failure is reported.
+        while !history.is_empty() || !audit.is_empty() || self.lost_unreported > 0 {
             let h = history.len().min(BATCH_MAX);
             let a = audit.len().min(BATCH_MAX - h);
             if let Err(Busy) = self.commit(shared, &history[..h], &audit[..a], attempt) {
@@ -554,8 +562,12 @@ impl Committer {
             }
             history.drain(..h);
             audit.drain(..a);
+            if history.is_empty() && audit.is_empty() {
+                // Done; had this commit failed, the next one reports it.
+                break;
+            }
         }
-        self.report_overflow(shared);
+        self.report_overflow(shared, attempt);
         if !flushes.is_empty() {
             let lost = self.take_lost();
             for waiter in flushes {
@@ -594,23 +606,20 @@ impl Committer {
             ));
         }
         let count = (history.len() + audit.len()) as u64;
-        let mut outcome = match attempt {
-            Attempt::Once => {
-                let outcome =
-                    without_waiting(&mut self.conn, |conn| commit(conn, history, audit, &report));
-                if outcome.as_ref().is_err_and(is_busy) {
-                    return Err(Busy);
-                }
-                outcome
-            }
-            Attempt::Patiently => commit(&mut self.conn, history, audit, &report),
-        };
-        if let Err(e) = &outcome {
+        let mut outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
+        if let Err(e) = &outcome
+            && !attempt.gives_back(e)
+        {
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");
             if attempt == Attempt::Patiently {
                 std::thread::sleep(RETRY_AFTER);
             }
-            outcome = commit(&mut self.conn, history, audit, &report);
+            outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
+        }
+        if let Err(e) = &outcome
+            && attempt.gives_back(e)
+        {
+            return Err(Busy);
         }
         match outcome {
             Ok(()) => {
@@ -629,6 +638,24 @@ impl Committer {
         Ok(())
     }
 
+    /// Runs `f` in the way `attempt` allows: an [`Attempt::Once`] with the busy timeout off, so
+    /// that a lock held by another process fails at once instead of holding up the caller.
+    fn transaction(
+        &mut self,
+        attempt: Attempt,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        match attempt {
+            Attempt::Patiently => f(&mut self.conn),
+            Attempt::Once => {
+                self.conn.busy_timeout(Duration::ZERO)?;
+                let outcome = f(&mut self.conn);
+                self.conn.busy_timeout(crate::schema::BUSY_TIMEOUT)?;
+                outcome
+            }
+        }
+    }
+
     /// Notes a commit the disk has not seen yet, and wakes the thread if it would sleep past
     /// the sync.
     fn committed(&mut self, shared: &Shared) {
@@ -644,7 +671,7 @@ impl Committer {
     }
 
     /// Writes one `StoreOverflow` row for the records dropped since the last one.
-    fn report_overflow(&mut self, shared: &Shared) {
+    fn report_overflow(&mut self, shared: &Shared, attempt: Attempt) {
         let history = shared.dropped_history.swap(0, Ordering::AcqRel);
         let audit = shared.dropped_audit.swap(0, Ordering::AcqRel);
         if history + audit == 0 {
@@ -666,7 +693,9 @@ impl Committer {
                  ({history} history, {audit} audit)"
             ),
         );
-        match commit(&mut self.conn, &[], std::slice::from_ref(&record), &[]) {
+        match self.transaction(attempt, |conn| {
+            commit(conn, &[], std::slice::from_ref(&record), &[])
+        }) {
             Ok(()) => self.committed(shared),
             Err(e) => {
                 // Put the counts back so the next attempt reports them.
@@ -680,21 +709,6 @@ impl Committer {
 
 /// The database was locked by another process.
 struct Busy;
-
-fn is_busy(error: &rusqlite::Error) -> bool {
-    error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
-}
-
-/// Runs `f` with the busy timeout off, so that a lock held elsewhere fails at once.
-fn without_waiting<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.busy_timeout(Duration::ZERO)?;
-    let outcome = f(conn);
-    conn.busy_timeout(crate::schema::BUSY_TIMEOUT)?;
-    outcome
-}
 
 /// What the thread was woken for.
 #[derive(Default)]

@@ -138,13 +138,7 @@ async fn junk_and_oversized_socket_frames_do_not_hurt_the_hub() {
 async fn unknown_paths_and_methods_get_plain_text_4xx() {
     let hub = Hub::start().await;
     let token = hub.token("app").await;
-    let response = hub
-        .http
-        .get(format!("{}/nope/deeper", hub.hub_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = hub.get(&token, "nope/deeper").await;
     assert_eq!(response.status(), 404);
     let response = hub
         .http

@@ -150,13 +150,7 @@ async fn unknown_or_foreign_topic_is_404_and_no_token_is_401() {
     let token = hub.token("app").await;
     let other = hub.engine.create_topic();
     for topic in ["no-such-topic", other.as_ref()] {
-        let response = hub
-            .http
-            .get(format!("{}/{topic}", hub.hub_url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let response = hub.get(&token, topic).await;
         assert_eq!(response.status(), 404);
     }
     let response = hub

@@ -434,13 +434,7 @@ async fn a_token_is_bound_to_its_client_and_its_topic() {
     // Another session's topic: refused.
     let event = common::event_on(&other_topic, "Patient-open", patient_context("p1", "1"));
     assert_eq!(hub.publish(&app, &event).await.status(), 404);
-    let response = hub
-        .http
-        .get(format!("{}/{other_topic}", hub.hub_url))
-        .bearer_auth(&app)
-        .send()
-        .await
-        .unwrap();
+    let response = hub.get(&app, &other_topic).await;
     assert_eq!(response.status(), 404);
     let response = hub
         .post_form(&app, &subscribe_form(&other_topic, None))
@@ -486,13 +480,7 @@ async fn an_unknown_topic_and_a_forbidden_topic_answer_alike() {
     let unknown = "Xq3vJ0c1m2k5i8wz9a7b6n4r3t2y1u0pQWERTYASDFG".to_owned();
     let mut answers = Vec::new();
     for topic in [&forbidden, &unknown] {
-        let get = hub
-            .http
-            .get(format!("{}/{topic}", hub.hub_url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let get = hub.get(&token, topic).await;
         let event = common::event_on(topic, "Patient-open", patient_context("p1", "1"));
         let publish = hub.publish(&token, &event).await;
         let subscribe = hub.post_form(&token, &subscribe_form(topic, None)).await;

@@ -197,14 +197,19 @@ impl Hub {
             .unwrap()
     }
 
-    /// Get Current Context.
-    pub async fn current(&self, token: &str) -> reqwest::Response {
+    /// GETs `hub.url/{path}` with the token.
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.http
-            .get(format!("{}/{}", self.hub_url, self.topic))
+            .get(format!("{}/{path}", self.hub_url))
             .bearer_auth(token)
             .send()
             .await
             .unwrap()
+    }
+
+    /// Get Current Context.
+    pub async fn current(&self, token: &str) -> reqwest::Response {
+        self.get(token, &self.topic).await
     }
 
     /// A request for a context change on this hub's topic.

@@ -2,6 +2,9 @@
 //! local HTTP server receives it) and a RIS exchanging files (real folders), with real apps
 //! on the hub over HTTP and WebSocket; link states, the audit trail and reload.
 
+#[path = "../../bridges/tests/common/viewer.rs"]
+mod viewer;
+
 use lockstep_agent::client::HubClient;
 use lockstep_agent::config::ConfigSources;
 use lockstep_agent::secrets::MemoryStore;
@@ -10,8 +13,9 @@ use lockstep_bridges::LinkState;
 use lockstep_store::AuditQuery;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use viewer::Viewer;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -102,24 +106,8 @@ fn the_readme_shows_the_example_verbatim() {
 #[tokio::test]
 async fn a_viewer_by_url_and_a_ris_by_files_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let record = seen.clone();
-    let viewer = axum::Router::new().route(
-        "/IHEInvokeImageDisplay",
-        axum::routing::get(move |uri: axum::http::Uri| {
-            let record = record.clone();
-            async move {
-                record
-                    .lock()
-                    .unwrap()
-                    .push(uri.query().unwrap_or_default().to_owned());
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, viewer).await.unwrap() });
+    let viewer = Viewer::start().await;
+    let port = viewer.port;
 
     let mut config = load(
         &format!("{APPS}\n{}", example(port, dir.path())),
@@ -153,10 +141,7 @@ async fn a_viewer_by_url_and_a_ris_by_files_work_end_to_end() {
     pacs.publish("ImagingStudy-open", study_open(), None)
         .await
         .unwrap();
-    let query = wait_until("the viewer's request", || {
-        seen.lock().unwrap().first().cloned()
-    })
-    .await;
+    let query = wait_until("the viewer's request", || viewer.queries().first().cloned()).await;
     assert_eq!(
         query,
         "requestType=STUDY&studyUID=1.2.840.1&accessionNumber=ACC-5001&patientID=MRN-1001%5E%5E%5EGENHOSP"

@@ -2,12 +2,12 @@
 //! a real local HTTP server that receives the URL.
 
 mod common;
+use common::viewer::Viewer;
 use common::*;
 use lockstep_bridges::LinkState;
 use lockstep_hub::engine::BridgeReport;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 const RECORDER: &str = env!("CARGO_BIN_EXE_lockstep-record-argv");
 
@@ -71,24 +71,8 @@ async fn exec_passes_the_context_as_exact_argv_elements_never_through_a_shell() 
 #[tokio::test]
 async fn url_fetch_reaches_a_local_server_with_each_component_encoded() {
     let hub = Hub::start();
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let record = seen.clone();
-    let app = axum::Router::new().route(
-        "/IHEInvokeImageDisplay",
-        axum::routing::get(move |uri: axum::http::Uri| {
-            let record = record.clone();
-            async move {
-                record
-                    .lock()
-                    .unwrap()
-                    .push(uri.query().unwrap_or_default().to_owned());
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let viewer = Viewer::start().await;
+    let port = viewer.port;
 
     let config = json!({ "launch": [{
         "name": "PACS viewer",
@@ -110,7 +94,7 @@ async fn url_fetch_reaches_a_local_server_with_each_component_encoded() {
     );
     hub.wait_for_state("PACS viewer", LinkState::Unconfirmed)
         .await;
-    let queries = seen.lock().unwrap().clone();
+    let queries = viewer.queries();
     assert_eq!(
         queries,
         [

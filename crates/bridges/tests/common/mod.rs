@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+pub mod viewer;
+
 /// How long a test waits for something that should happen at once before it fails. A bound
 /// on hanging, not a measurement: nothing is asserted about how fast it happened.
 pub const PATIENCE: Duration = Duration::from_secs(15);

@@ -72,12 +72,9 @@ fn a_configuration_error_exits_with_status_2() {
 
 #[test]
 fn the_tray_shows_the_patient_and_show_opens_the_current_context_window() {
-    if !gui_available() {
+    let Some((mut lockstep, origin)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut lockstep = Lockstep::start(Display::Own, &[]);
-    let origin = lockstep.wait_for_hub();
-    lockstep.wait_for_line("tray ready");
+    };
 
     let menu = lockstep.tray();
     let items = menu.items();
@@ -153,12 +150,9 @@ fn the_tray_shows_the_patient_and_show_opens_the_current_context_window() {
 
 #[test]
 fn pause_in_the_tray_refuses_context_changes_until_resume() {
-    if !gui_available() {
+    let Some((mut lockstep, origin)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut lockstep = Lockstep::start(Display::Own, &[]);
-    let origin = lockstep.wait_for_hub();
-    lockstep.wait_for_line("tray ready");
+    };
     let menu = lockstep.tray();
 
     menu.click("Pause following");
@@ -190,12 +184,9 @@ fn pause_in_the_tray_refuses_context_changes_until_resume() {
 
 #[test]
 fn an_app_that_refuses_shows_as_a_sync_problem_and_is_notified() {
-    if !gui_available() {
+    let Some((mut lockstep, origin)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut lockstep = Lockstep::start(Display::Own, &[]);
-    let origin = lockstep.wait_for_hub();
-    lockstep.wait_for_line("tray ready");
+    };
     let menu = lockstep.tray();
     let bus = lockstep.bus.clone().expect("a session bus");
     // Whatever the app asks the notification service, as the bus sees it (there is no
@@ -231,12 +222,9 @@ fn an_app_that_refuses_shows_as_a_sync_problem_and_is_notified() {
 
 #[test]
 fn a_second_launch_shows_the_first_instance_and_exits_0() {
-    if !gui_available() {
+    let Some((mut first, _)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut first = Lockstep::start(Display::Own, &[]);
-    first.wait_for_hub();
-    first.wait_for_line("tray ready");
+    };
     assert!(
         first
             .x()
@@ -270,12 +258,9 @@ fn a_second_launch_shows_the_first_instance_and_exits_0() {
 
 #[test]
 fn quit_in_the_tray_stops_the_agent_and_exits_0() {
-    if !gui_available() {
+    let Some((mut lockstep, origin)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut lockstep = Lockstep::start(Display::Own, &[]);
-    let origin = lockstep.wait_for_hub();
-    lockstep.wait_for_line("tray ready");
+    };
 
     lockstep.tray().click("Quit");
 
@@ -297,12 +282,9 @@ fn quit_in_the_tray_stops_the_agent_and_exits_0() {
 /// for people, not thresholds); asserts only that the idle tray runs no web view.
 #[test]
 fn footprint_of_the_idle_tray_and_of_each_window() {
-    if !gui_available() {
+    let Some((mut lockstep, origin)) = Lockstep::with_tray() else {
         return;
-    }
-    let mut lockstep = Lockstep::start(Display::Own, &[]);
-    let origin = lockstep.wait_for_hub();
-    lockstep.wait_for_line("tray ready");
+    };
     let menu = lockstep.tray();
     publish(&origin, RIS, "ImagingStudy-open", jane_study()).expect("publish");
     eventually("the tray to show the patient", || {

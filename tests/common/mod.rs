@@ -259,6 +259,18 @@ impl Lockstep {
         Self::start_in(Arc::new(Home::new("")), x, bus, args)
     }
 
+    /// The tray app on a display of its own, once its hub answers and its tray is up, with the
+    /// hub's origin; `None` where no GUI can run (see [`gui_available`]).
+    pub fn with_tray() -> Option<(Self, String)> {
+        if !gui_available() {
+            return None;
+        }
+        let mut lockstep = Self::start(Display::Own, &[]);
+        let origin = lockstep.wait_for_hub();
+        lockstep.wait_for_line("tray ready");
+        Some((lockstep, origin))
+    }
+
     /// Starts the binary in `home` on `x` and `bus` (so a second launch can share the
     /// first's); with no X server, without a display.
     pub fn start_in(

@@ -418,7 +418,7 @@ async fn reload_on_hangup(agent: &AgentHandle, hangups: Hangups, sources: &Confi
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere); both are caught from the moment this is
 /// called, not from its first poll.
-pub fn stop_signal() -> impl std::future::Future<Output = ()> {
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

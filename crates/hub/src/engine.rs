@@ -705,12 +705,6 @@ impl Engine {
         Some(topic.state.lock().contexts.current())
     }
 
-    /// The display summary of a topic's current context, for the agent itself (the tray).
-    pub fn current_summary_of(&self, topic: &str) -> Option<ContextSummary> {
-        let topic = self.inner.topics.read().get(topic).cloned()?;
-        topic.state.lock().contexts.current_summary()
-    }
-
     /// Gives the engine a direct path to an endpoint's socket (see [`Outlet`]).
     pub fn attach_outlet(&self, endpoint: &str, outlet: Arc<dyn Outlet>) {
         let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {

@@ -11,6 +11,7 @@ pub mod notification;
 pub mod scope;
 pub mod subscription;
 pub mod summary;
+mod unique_keys;
 mod validate;
 
 pub use event::{EventKind, EventSpec};

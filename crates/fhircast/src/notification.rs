@@ -86,6 +86,10 @@ impl ContextChange {
             event: event.name,
             reason,
         };
+        // The envelope's own keys are checked by its parse; a repeat inside a resource only
+        // by this pass.
+        crate::unique_keys::check(body)
+            .map_err(|why| invalid(format!("{why}: FHIR JSON allows each key once")))?;
         for (name, value) in [
             ("timestamp", &raw.timestamp),
             ("id", &raw.id),

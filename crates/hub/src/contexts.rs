@@ -33,6 +33,8 @@ pub(crate) struct OpenRecord {
     pub frame: FrameText,
     /// For an implied open: the event that implied it.
     pub implied_by: Option<&'static EventSpec>,
+    /// The id of the patient the context belongs to, where it names one.
+    pub patient: Option<String>,
 }
 
 struct Current {
@@ -47,6 +49,7 @@ struct Current {
 struct Content {
     anchor_type: &'static str,
     anchor_id: String,
+    patient: Option<String>,
     version: String,
     /// `Type/id` → resource, in the order first added.
     resources: Vec<(String, Value)>,
@@ -134,6 +137,10 @@ impl TopicContexts {
             return plain(change);
         };
         let anchor_id = anchor_id.to_owned();
+        let patient = patient_of(change);
+        if let Some(patient) = &patient {
+            self.supersede_other_patients(patient);
+        }
         self.version = event_id();
         // Anchors that can carry content get a content version, minted here (spec 2-10);
         // reopening the same report starts a new, empty content session.
@@ -143,6 +150,7 @@ impl TopicContexts {
             self.content.push(Content {
                 anchor_type,
                 anchor_id: anchor_id.clone(),
+                patient: patient.clone(),
                 version: self.version.clone(),
                 resources: Vec::new(),
             });
@@ -166,6 +174,7 @@ impl TopicContexts {
                 event_id: event_id.clone(),
                 frame: implied_frame.clone(),
                 implied_by: Some(event),
+                patient: patient.clone(),
             });
         }
         self.remember_open(OpenRecord {
@@ -175,6 +184,7 @@ impl TopicContexts {
             event_id,
             frame: frame.clone(),
             implied_by: None,
+            patient,
         });
         let summary = ContextSummary::from_entries(event.name, &change.entries);
         self.current = Some(Current {
@@ -192,6 +202,15 @@ impl TopicContexts {
                 .collect(),
             summary: Some(summary),
         }
+    }
+
+    /// An open of one patient ends what is open for any other (see the README's positions
+    /// table): a late joiner is never replayed, and an update never reaches, a study or report
+    /// of the patient the clinician left. Contexts that name no patient stay.
+    fn supersede_other_patients(&mut self, patient: &str) {
+        let other = |of: &Option<String>| of.as_deref().is_some_and(|p| p != patient);
+        self.latest_open.retain(|o| !other(&o.patient));
+        self.content.retain(|c| !other(&c.patient));
     }
 
     fn remember_open(&mut self, record: OpenRecord) {
@@ -360,6 +379,17 @@ impl TopicContexts {
             summary: Some(current.summary.clone()),
         }
     }
+}
+
+/// The id of the patient an open belongs to: its anchor for a Patient-open, else its
+/// `patient` entry's. Patients are told apart by resource id, so that two ids are two
+/// patients even where they might be one: the cautious side.
+fn patient_of(change: &ContextChange) -> Option<String> {
+    if change.event.anchor == Some("Patient") {
+        return change.anchor_id().map(str::to_owned);
+    }
+    let patient = change.entry("patient")?.resource()?;
+    patient.get("id")?.as_str().map(str::to_owned)
 }
 
 /// An event relayed as sent; its summary (the patient a close names, say) is for history.

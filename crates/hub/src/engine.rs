@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 /// A frame ready for the socket; cloning it shares the buffer.
 pub type FrameText = Utf8Bytes;
@@ -36,6 +36,9 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 pub const CONNECT_WINDOW: Duration = Duration::from_secs(120);
 /// How often the sweeper looks at leases, connect windows and acknowledgement deadlines.
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// How long a socket's task has to read what its app already sent before a missing
+/// acknowledgement is declared (see [`OverdueCheck`]).
+const READ_BEFORE_BLAME: Duration = Duration::from_secs(1);
 /// WebSocket close code used when the hub ends a subscription (RFC 6455: normal closure).
 pub const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code for a subscriber dropped for a policy reason (too slow, unresponsive).
@@ -221,6 +224,9 @@ pub struct Connection {
     pub endpoint: String,
     pub frames: mpsc::Receiver<FrameText>,
     pub close: oneshot::Receiver<CloseOrder>,
+    /// Signalled when an acknowledgement is overdue: the socket's task reads everything the
+    /// app has already sent, then tells [`Engine::read_everything_sent`].
+    pub read_now: Arc<Notify>,
 }
 
 /// An accepted subscribe or unsubscribe.
@@ -236,6 +242,15 @@ struct Awaiting {
     sent: Instant,
 }
 
+/// An acknowledgement past its deadline, not yet declared missing. Its reply may be waiting
+/// unread in the socket: after the agent was frozen (SIGSTOP, a stalled VM) every deadline
+/// passes at once, before any socket task has run. The app is blamed only once its socket's
+/// task has read what was sent, or failed to within [`READ_BEFORE_BLAME`].
+struct OverdueCheck {
+    asked: Instant,
+    read: bool,
+}
+
 enum Link {
     Pending {
         deadline: Instant,
@@ -247,6 +262,8 @@ enum Link {
         close: Option<oneshot::Sender<CloseOrder>>,
         lease_deadline: Instant,
         awaiting: VecDeque<Awaiting>,
+        read_now: Arc<Notify>,
+        overdue: Option<OverdueCheck>,
     },
 }
 
@@ -567,12 +584,15 @@ impl Engine {
                 sent: Instant::now(),
             });
         }
+        let read_now = Arc::new(Notify::new());
         sub.link = Link::Connected {
             frames: tx,
             outlet: None,
             close: Some(close_tx),
             lease_deadline: Instant::now() + sub.lease,
             awaiting,
+            read_now: read_now.clone(),
+            overdue: None,
         };
         sub.state = LinkState::Following;
         let info = sub.info.clone();
@@ -586,6 +606,7 @@ impl Engine {
             endpoint: endpoint.to_owned(),
             frames: rx,
             close: close_rx,
+            read_now,
         })
     }
 
@@ -733,12 +754,19 @@ impl Engine {
         let Some(sub) = state.subs.get_mut(&id) else {
             return;
         };
-        let Link::Connected { awaiting, .. } = &mut sub.link else {
+        let Link::Connected {
+            awaiting, overdue, ..
+        } = &mut sub.link
+        else {
             return;
         };
         let Some(pos) = awaiting.iter().position(|a| *a.event_id == *reply.id) else {
             return;
         };
+        // The oldest, which a check may be about, is answered: the next gets its own check.
+        if pos == 0 {
+            *overdue = None;
+        }
         let answered = awaiting.remove(pos).map(|a| a.event_name).unwrap_or("");
         let delivery = EngineEvent::Delivery {
             subscriber: sub.info.clone(),
@@ -944,13 +972,15 @@ impl Engine {
             let mut expired = Vec::new();
             let mut unresponsive = Vec::new();
             let mut never_connected = Vec::new();
-            for (id, sub) in &state.subs {
-                match &sub.link {
+            for (id, sub) in state.subs.iter_mut() {
+                match &mut sub.link {
                     Link::Pending { deadline } if now >= *deadline => never_connected.push(*id),
                     Link::Pending { .. } => {}
                     Link::Connected {
                         lease_deadline,
                         awaiting,
+                        read_now,
+                        overdue,
                         ..
                     } => {
                         if now >= *lease_deadline {
@@ -958,7 +988,26 @@ impl Engine {
                         } else if let Some(oldest) = awaiting.front()
                             && now.duration_since(oldest.sent) >= ack_timeout
                         {
-                            unresponsive.push((*id, oldest.event_id.clone(), oldest.event_name));
+                            match overdue {
+                                None => {
+                                    *overdue = Some(OverdueCheck {
+                                        asked: now,
+                                        read: false,
+                                    });
+                                    read_now.notify_one();
+                                }
+                                Some(check)
+                                    if check.read
+                                        || now.duration_since(check.asked) >= READ_BEFORE_BLAME =>
+                                {
+                                    unresponsive.push((
+                                        *id,
+                                        oldest.event_id.clone(),
+                                        oldest.event_name,
+                                    ));
+                                }
+                                Some(_) => {}
+                            }
                         }
                     }
                 }
@@ -994,6 +1043,26 @@ impl Engine {
                     "did not acknowledge a notification in time and was unsubscribed",
                 );
             }
+        }
+    }
+
+    /// The socket's task has read everything its app sent before it was asked to (see
+    /// [`Connection::read_now`]): an acknowledgement still missing now is missing.
+    pub fn read_everything_sent(&self, endpoint: &str) {
+        let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {
+            return;
+        };
+        let mut state = topic.state.lock();
+        if let Some(Subscription {
+            link:
+                Link::Connected {
+                    overdue: Some(check),
+                    ..
+                },
+            ..
+        }) = state.subs.get_mut(&id)
+        {
+            check.read = true;
         }
     }
 

@@ -21,7 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use lockstep_fhircast::{ContextChange, EventSpec, FHIRCAST_VERSION, SubscriptionRequest};
 use serde::Deserialize;
 use serde_json::json;
@@ -877,6 +877,7 @@ async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engin
     let mut last_heard = Instant::now();
     let endpoint = connection.endpoint.clone();
     engine.attach_outlet(&endpoint, outlet.clone());
+    let read_now = connection.read_now.clone();
     let frames = &mut connection.frames;
     let close_code = loop {
         tokio::select! {
@@ -906,14 +907,26 @@ async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engin
                     break None;
                 }
             }
+            () = read_now.notified() => {
+                // An acknowledgement is overdue: read what the app already sent before the
+                // engine may blame it.
+                let mut ended = None;
+                while let Some(incoming) = stream.next().now_or_never() {
+                    last_heard = Instant::now();
+                    if let Heard::Ended(code) = heard(&engine, &endpoint, incoming) {
+                        ended = Some(code);
+                        break;
+                    }
+                }
+                if let Some(code) = ended {
+                    break code;
+                }
+                engine.read_everything_sent(&endpoint);
+            }
             incoming = stream.next() => {
                 last_heard = Instant::now();
-                match incoming {
-                    Some(Ok(Message::Text(text))) => engine.reply(&endpoint, text.as_str()),
-                    // A close frame without a status is still an orderly goodbye, like 1000.
-                    Some(Ok(Message::Close(frame))) => break Some(frame.map_or(1000, |f| f.code)),
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break None,
+                if let Heard::Ended(code) = heard(&engine, &endpoint, incoming) {
+                    break code;
                 }
             }
             _ = ping.tick() => {
@@ -928,6 +941,26 @@ async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engin
         }
     };
     engine.socket_closed(&endpoint, close_code);
+}
+
+/// What a frame from the app (or the end of its stream) means for the socket.
+enum Heard {
+    More,
+    /// The socket is over: the close code of an orderly goodbye, `None` when it broke off.
+    Ended(Option<u16>),
+}
+
+fn heard(engine: &Engine, endpoint: &str, incoming: Option<Result<Message, axum::Error>>) -> Heard {
+    match incoming {
+        Some(Ok(Message::Text(text))) => engine.reply(endpoint, text.as_str()),
+        // A close frame without a status is still an orderly goodbye, like 1000.
+        Some(Ok(Message::Close(frame))) => {
+            return Heard::Ended(Some(frame.map_or(1000, |f| f.code)));
+        }
+        Some(Ok(_)) => {}
+        Some(Err(_)) | None => return Heard::Ended(None),
+    }
+    Heard::More
 }
 
 /// The write half of a subscriber socket, shared by its task and the engine's direct path.

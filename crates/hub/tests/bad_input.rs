@@ -153,3 +153,47 @@ async fn unknown_paths_and_methods_get_plain_text_4xx() {
         .await;
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn a_key_repeated_inside_a_resource_is_refused_not_relayed() {
+    let hub = Hub::start().await;
+    let token = hub.token("app").await;
+    let mut sub = hub.subscriber_with_token(&token, "Patient-open").await;
+    // Written as text: a JSON value cannot hold a repeated key. The hub would check one MRN and
+    // relay both; a subscriber's parser may read the other.
+    let envelope = |resource: &str| {
+        format!(
+            r#"{{"timestamp":"2026-01-01T00:00:00Z","id":"dup-1","event":{{"hub.topic":"{}","hub.event":"Patient-open","context":[{{"key":"patient","resource":{resource}}}]}}}}"#,
+            hub.topic
+        )
+    };
+    let cases = [
+        (
+            r#"{"resourceType":"Patient","id":"p1","identifier":[{"value":"1234","value":"5678"}]}"#,
+            "`value`",
+        ),
+        (
+            r#"{"resourceType":"Patient","id":"p1","identifier":[{"value":"1234"}],"identifier":[{"value":"5678"}]}"#,
+            "`identifier`",
+        ),
+        (
+            r#"{"resourceType":"Patient","id":"p1","id":"p2","identifier":[{"value":"1234"}]}"#,
+            "`id`",
+        ),
+    ];
+    for (resource, key) in cases {
+        let response = hub
+            .post_raw(&token, "application/json", envelope(resource).into_bytes())
+            .await;
+        assert_eq!(response.status(), 400, "{resource}");
+        let reason = response.text().await.unwrap();
+        assert!(reason.contains(key) && reason.contains("twice"), "{reason}");
+    }
+    // The same resource without the repeat is accepted: the refusal was for the repeat alone.
+    let clean = r#"{"resourceType":"Patient","id":"p1","identifier":[{"value":"1234"}]}"#;
+    let response = hub
+        .post_raw(&token, "application/json", envelope(clean).into_bytes())
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(sub.next().await["id"], "dup-1");
+}

@@ -138,3 +138,80 @@ async fn replayed_frame_is_byte_identical_to_the_original_notification() {
     let mut late = hub.subscriber("app", "Patient-open").await;
     assert_eq!(late.next().await, original);
 }
+
+/// An open of `anchor` for patient `patient_id`, as `(event, context)`.
+fn open_of(anchor: &str, patient_id: &str) -> (String, Value) {
+    let context = match anchor {
+        "Patient" => patient_context(patient_id, &format!("MRN-{patient_id}")),
+        "Encounter" => json!([
+            { "key": "encounter", "resource": {
+                "resourceType": "Encounter", "id": format!("e-{patient_id}"),
+                "identifier": [{ "value": format!("V-{patient_id}") }],
+                "status": "in-progress", "class": { "code": "AMB" },
+                "subject": { "reference": format!("Patient/{patient_id}") },
+            }},
+            { "key": "patient", "resource": common::patient(patient_id, &format!("MRN-{patient_id}")) },
+        ]),
+        "ImagingStudy" => study_context(&format!("s-{patient_id}"), patient_id),
+        "DiagnosticReport" => common::report_context(&format!("r-{patient_id}"), patient_id),
+        other => panic!("no open for {other}"),
+    };
+    (format!("{anchor}-open"), context)
+}
+
+/// The id of the patient a notification's context belongs to.
+fn patient_in(frame: &Value) -> Value {
+    frame["event"]["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "patient")
+        .map(|e| e["resource"]["id"].clone())
+        .unwrap_or_else(|| panic!("no patient in {frame}"))
+}
+
+#[tokio::test]
+async fn an_open_of_another_patient_supersedes_every_open_context_of_the_previous_one() {
+    const ANCHORS: [&str; 4] = ["Patient", "Encounter", "ImagingStudy", "DiagnosticReport"];
+    let all_opens = ANCHORS.map(|a| format!("{a}-open")).join(",");
+    for first in ANCHORS {
+        for second in ANCHORS {
+            let case = format!("{first}-open of p1, then {second}-open of p2");
+            let hub = Hub::start().await;
+            let token = hub.token("app").await;
+            for (anchor, patient) in [(first, "p1"), (second, "p2")] {
+                let (name, context) = open_of(anchor, patient);
+                let response = hub.publish(&token, &hub.event(&name, context)).await;
+                assert_eq!(response.status(), 202, "{case}");
+            }
+            // Get Current Context says p2...
+            let current: Value = hub.current(&token).await.json().await.unwrap();
+            assert_eq!(current["context.type"], second, "{case}");
+            assert_eq!(patient_in(&json!({ "event": current })), "p2", "{case}");
+            // ...and so does every replay, to a subscriber of every open and to one that
+            // follows only the anchor type p1 was opened with.
+            for events in [all_opens.clone(), format!("{first}-open")] {
+                let mut late = hub.subscriber("app", &events).await;
+                let mut replayed = Vec::new();
+                while let common::Arrival::Frame(frame) =
+                    late.arrival(std::time::Duration::from_millis(200)).await
+                {
+                    replayed.push(frame);
+                }
+                for frame in &replayed {
+                    assert_eq!(patient_in(frame), "p2", "{case}, {events}: {frame}");
+                }
+                // p2's own open reaches a subscriber of every open.
+                if events == all_opens {
+                    assert!(
+                        replayed
+                            .iter()
+                            .any(|f| f["event"]["hub.event"] == format!("{second}-open")),
+                        "{case}: {replayed:?}"
+                    );
+                }
+            }
+            hub.stop().await;
+        }
+    }
+}

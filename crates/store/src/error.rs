@@ -22,6 +22,11 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// The integrity check at open found damaged pages: rows may be missing. The file is
+    /// left as it is.
+    #[error("the store at {} is corrupt: its integrity check found damaged pages ({detail})", path.display())]
+    Damaged { path: PathBuf, detail: String },
+
     /// The file could not be opened or created (missing folder, permissions, a directory, ...).
     #[error("cannot open the store at {}: {source}", path.display())]
     Open {
@@ -68,6 +73,35 @@ pub enum StoreError {
     /// Some records accepted since the previous flush could not be committed.
     #[error("{lost} records could not be written to the store (see the log and the audit trail)")]
     WriteFailed { lost: u64 },
+
+    /// The store cannot write at the moment; what it was given is kept, in order, and written
+    /// once the problem passes.
+    #[error("{0}: {remedy}", remedy = .0.remedy())]
+    Unwritable(crate::WriteProblem),
+}
+
+impl StoreError {
+    /// Whether the file is damaged (a site may choose to start on a fresh one, keeping it).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. } | StoreError::Damaged { .. }
+        )
+    }
+
+    /// The file the error is about, where it is about one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreError::NotADatabase { path }
+            | StoreError::NotAStore { path }
+            | StoreError::Corrupt { path, .. }
+            | StoreError::Damaged { path, .. }
+            | StoreError::Open { path, .. }
+            | StoreError::TooNew { path, .. }
+            | StoreError::Migrate { path, .. } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 impl StoreError {

@@ -9,6 +9,7 @@ mod audit;
 mod clock;
 mod error;
 mod history;
+mod problem;
 mod retention;
 mod schema;
 mod writer;
@@ -19,6 +20,7 @@ pub use audit::{
 };
 pub use error::StoreError;
 pub use history::{HistoryEntry, HistoryQuery, HistoryRecord};
+pub use problem::WriteProblem;
 pub use retention::PruneReport;
 pub use schema::SCHEMA_VERSION;
 pub use writer::{LINGER, SYNC_WITHIN, StoreWriter, WriterStats};
@@ -98,6 +100,7 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = schema::connect(&path)?;
+        schema::check_integrity(&conn, &path)?;
         schema::migrate(&mut conn, &path)?;
         // This connection only ever reads; make a slip fail loudly instead of racing the writer.
         conn.pragma_update(None, "query_only", true)?;

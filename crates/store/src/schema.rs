@@ -145,6 +145,38 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Refuses a file with damaged pages, which SQLite would otherwise open and read around
+/// (rows silently missing from history). `quick_check` reads every page but skips the index
+/// cross-checks of `integrity_check`: see `docs/performance.md` for what it costs at start.
+pub(crate) fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let damaged = |detail: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut statement = conn
+        .prepare("PRAGMA quick_check(3)")
+        .map_err(|e| StoreError::on_open(path, e))?;
+    let found: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| match StoreError::on_open(path, e) {
+            StoreError::Corrupt { source, .. } => damaged(source.to_string()),
+            other => other,
+        })?;
+    match found.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        problems => Err(damaged(
+            problems
+                .iter()
+                .flat_map(|p| p.lines())
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("***"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}
+
 /// Brings the file to [`SCHEMA_VERSION`], refusing files that are not ours or are too new.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let on_open = |e| StoreError::on_open(path, e);

@@ -14,6 +14,12 @@
 //! change waits for, commits only the history rows: the acknowledgements queued with them (one
 //! per subscriber per event) follow within [`LINGER`], off the path of the answer.
 //!
+//! When the store as a whole cannot write (a full disk, a lock another program holds, a
+//! read-only file: a [`WriteProblem`]), nothing is dropped: the records stay queued in order,
+//! flushes fail at once with [`StoreError::Unwritable`], [`StoreWriter::watch_problem`] says
+//! why, and the thread retries with a growing pause until a commit succeeds. Only a record the
+//! database refuses for itself (a constraint) is counted as lost and reported.
+//!
 //! Durability comes in two steps. A commit hands the records to the operating system, which
 //! keeps them through a crash or kill of Lockstep; this is what a flush waits for, and what an
 //! answered context change promises. The WAL then reaches the disk, and so survives a power
@@ -24,6 +30,7 @@
 use crate::audit::{self, AuditKind, AuditRecord};
 use crate::error::StoreError;
 use crate::history::{self, HistoryRecord};
+use crate::problem::WriteProblem;
 use crate::retention::{self, Policy, PruneReport};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use std::path::PathBuf;
@@ -53,9 +60,14 @@ pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 /// The longest the first prune waits after the writer starts.
 const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
 
-/// How long to wait before retrying a failed commit once (a lock held by another process, a
-/// transient I/O error).
+/// How long to wait before retrying a commit the database refused for its records (a
+/// transient failure gets one more chance before they count as lost).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// The first pause before retrying while the store cannot write; it doubles up to
+/// [`RETRY_AT_MOST`], so that recovery is noticed within seconds without spinning.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_AT_MOST: Duration = Duration::from_secs(2);
 
 /// Handle to the store's writer. Cheap to clone; every clone feeds the same queue.
 ///
@@ -129,6 +141,17 @@ impl<T> Reply<T> {
     }
 }
 
+/// Why a flush could not report everything committed.
+#[derive(Debug, Clone, Copy)]
+enum Unflushed {
+    /// Records the database refused since the last flush; they are gone.
+    Lost(u64),
+    /// The store cannot write now; the records are kept and written later.
+    Unwritable(WriteProblem),
+}
+
+type FlushReply = Reply<Result<(), Unflushed>>;
+
 /// What waits to be written, and what the thread is asked to do.
 #[derive(Default)]
 struct Queue {
@@ -138,8 +161,10 @@ struct Queue {
     since: Option<Instant>,
     /// A record that must not linger is queued.
     prompt: bool,
-    flushes: Vec<Reply<Result<(), u64>>>,
+    flushes: Vec<FlushReply>,
     prunes: Vec<Reply<Result<PruneReport, StoreError>>>,
+    /// While the store cannot write: when the thread tries again.
+    retry_at: Option<Instant>,
     /// When the oldest commit not yet synced to the disk must be.
     sync_due: Option<Instant>,
     /// Until when the thread sleeps (`None`: until woken); `Some` only while it waits.
@@ -187,6 +212,8 @@ struct Shared {
     synced: AtomicU64,
     /// Lost records no flush has reported, as the thread left them.
     lost_unflushed: AtomicU64,
+    /// Why the store cannot write now; `None` while it can.
+    problem: tokio::sync::watch::Sender<Option<WriteProblem>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -197,6 +224,23 @@ impl Shared {
 
     fn connection(&self) -> parking_lot::MutexGuard<'_, Committer> {
         self.connection.lock()
+    }
+
+    /// Notes whether the store can write, logging each change once.
+    fn set_problem(&self, problem: Option<WriteProblem>) {
+        let before = *self.problem.borrow();
+        if before == problem {
+            return;
+        }
+        match problem {
+            Some(problem) => tracing::error!(
+                "history cannot be written: {problem}; {}. Nothing is dropped: what could not \
+                 be written is kept in order and written once it can be",
+                problem.remedy()
+            ),
+            None => tracing::info!("history can be written again"),
+        }
+        self.problem.send_replace(problem);
     }
 }
 
@@ -212,8 +256,12 @@ impl StoreWriter {
         // otherwise run one inside whichever commit crosses a thousand WAL pages, a flush
         // included, and hold the connection through it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+        // SQLite opens a file it may not write read-only, without a word: say so at once
+        // rather than at the first record.
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
         let disk = Disk {
-            path: conn.path().filter(|p| !p.is_empty()).map(PathBuf::from),
+            path: path.clone(),
             wal: None,
             checkpointer: None,
         };
@@ -222,8 +270,11 @@ impl StoreWriter {
             wake: Condvar::new(),
             connection: parking_lot::Mutex::new(Committer {
                 conn,
+                path,
                 lost_since_flush: 0,
                 lost_unreported: 0,
+                backoff: RETRY_FIRST,
+                unwritable: None,
             }),
             capacity: config.capacity.max(1),
             wake_at: (config.capacity / 4).max(1),
@@ -240,8 +291,14 @@ impl StoreWriter {
             lost: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             lost_unflushed: AtomicU64::new(0),
+            problem: tokio::sync::watch::channel(None).0,
             thread: Mutex::new(None),
         });
+        if read_only {
+            shared.set_problem(Some(WriteProblem::ReadOnly));
+            shared.connection().unwritable = Some(Unwritable::since_now(WriteProblem::ReadOnly));
+            shared.queue().retry_at = Some(Instant::now() + RETRY_FIRST);
+        }
         let thread = std::thread::Builder::new()
             .name("lockstep-store-writer".into())
             .spawn({
@@ -332,11 +389,22 @@ impl StoreWriter {
         }
     }
 
+    /// Why the store cannot write now (`None` while it can).
+    pub fn problem(&self) -> Option<WriteProblem> {
+        *self.shared.problem.borrow()
+    }
+
+    /// Told each time the store stops or starts being able to write.
+    pub fn watch_problem(&self) -> tokio::sync::watch::Receiver<Option<WriteProblem>> {
+        self.shared.problem.subscribe()
+    }
+
     /// Waits until every record queued before this call is committed: safe from a crash of
     /// this process at once, and on the disk within [`SYNC_WITHIN`].
     ///
     /// Fails with [`StoreError::WriteFailed`] if any record accepted since the previous flush
-    /// could not be committed. Commits in the calling thread when the connection is free (or
+    /// could not be committed, and at once with [`StoreError::Unwritable`] when the store
+    /// cannot write (the records stay queued and are written once it can). Commits in the calling thread when the connection is free (or
     /// soon is) and the queue short (a few hundred microseconds of work); otherwise waits for
     /// the writer's thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
@@ -394,8 +462,11 @@ impl StoreWriter {
         if queued > INLINE_MAX {
             return None;
         }
-        connection.commit_queued(shared, take, Attempt::Once)?;
-        Some(flush_outcome(connection.take_lost()))
+        match connection.commit_queued(shared, take, Attempt::Once) {
+            Committed::Done => Some(flush_outcome(connection.take_lost())),
+            Committed::GivenBack => None,
+            Committed::Kept(problem) => Some(Err(StoreError::Unwritable(problem))),
+        }
     }
 
     /// Runs a full retention pass now, between batches, and waits for it. Blocking, like
@@ -456,8 +527,11 @@ impl StoreWriter {
     }
 }
 
-fn flush_outcome(outcome: Result<(), u64>) -> Result<(), StoreError> {
-    outcome.map_err(|lost| StoreError::WriteFailed { lost })
+fn flush_outcome(outcome: Result<(), Unflushed>) -> Result<(), StoreError> {
+    outcome.map_err(|why| match why {
+        Unflushed::Lost(lost) => StoreError::WriteFailed { lost },
+        Unflushed::Unwritable(problem) => StoreError::Unwritable(problem),
+    })
 }
 
 /// What a commit takes from the queue.
@@ -472,11 +546,7 @@ enum Take {
     Batch,
 }
 
-type Taken = (
-    Vec<HistoryRecord>,
-    Vec<AuditRecord>,
-    Vec<Reply<Result<(), u64>>>,
-);
+type Taken = (Vec<HistoryRecord>, Vec<AuditRecord>, Vec<FlushReply>);
 
 impl Take {
     fn take_from(self, queue: &mut Queue) -> Taken {
@@ -532,22 +602,66 @@ impl Attempt {
 /// holds it.
 struct Committer {
     conn: Connection,
+    /// The database file, to reconnect after it was read-only; `None` in memory.
+    path: Option<PathBuf>,
     /// Records that failed to commit since a flush last reported it.
     lost_since_flush: u64,
     /// Records that failed to commit and are not yet in the audit trail.
     lost_unreported: u64,
+    /// The pause before the thread's next retry while the store cannot write.
+    backoff: Duration,
+    /// Since when the store cannot write, if it cannot.
+    unwritable: Option<Unwritable>,
+}
+
+/// An episode of the store being unable to write, told in the audit trail when it ends.
+struct Unwritable {
+    problem: WriteProblem,
+    since_millis: i64,
+}
+
+impl Unwritable {
+    fn since_now(problem: WriteProblem) -> Self {
+        Unwritable {
+            problem,
+            since_millis: crate::clock::now_millis(),
+        }
+    }
+}
+
+/// What became of the records a commit took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    Done,
+    /// An [`Attempt::Once`] found the database locked: records and flushes are back in the
+    /// queue, for the thread.
+    GivenBack,
+    /// The store cannot write: the records are back at the front of the queue, in order, and
+    /// the flushes taken with them answered.
+    Kept(WriteProblem),
+}
+
+/// Why a batch was not written, with nothing of it lost.
+enum Kept {
+    /// Locked by another process, and an [`Attempt::Once`] does not wait.
+    Busy,
+    Unwritable(WriteProblem),
 }
 
 impl Committer {
-    /// Commits what `take` names, in batches, and answers the flushes taken with it. `None`
-    /// when an [`Attempt::Once`] found the database locked: the records are back in the queue.
-    fn commit_queued(&mut self, shared: &Shared, take: Take, attempt: Attempt) -> Option<()> {
+    /// Commits what `take` names, in batches, and answers the flushes taken with it.
+    fn commit_queued(&mut self, shared: &Shared, take: Take, attempt: Attempt) -> Committed {
         let (mut history, mut audit, flushes) = take.take_from(&mut shared.queue());
-        // Also with nothing queued, so that an earlier failure is reported.
-        while !history.is_empty() || !audit.is_empty() || self.lost_unreported > 0 {
+        // Also with nothing queued, so that an earlier failure is reported: while the store
+        // cannot write, that report is the write that finds out whether it can again.
+        while !history.is_empty()
+            || !audit.is_empty()
+            || self.lost_unreported > 0
+            || self.unwritable.is_some()
+        {
             let h = history.len().min(BATCH_MAX);
             let a = audit.len().min(BATCH_MAX - h);
-            if let Err(Busy) = self.commit(shared, &history[..h], &audit[..a], attempt) {
+            if let Err(kept) = self.commit(shared, &history[..h], &audit[..a], attempt) {
                 // Nothing of this batch was written: back to the front of the queue, in order.
                 let mut queue = shared.queue();
                 history.append(&mut queue.history);
@@ -555,10 +669,33 @@ impl Committer {
                 queue.history = history;
                 queue.audit = audit;
                 queue.since.get_or_insert_with(Instant::now);
-                queue.flushes.extend(flushes);
-                drop(queue);
-                shared.wake.notify_one();
-                return None;
+                return match kept {
+                    Kept::Busy => {
+                        queue.flushes.extend(flushes);
+                        drop(queue);
+                        shared.wake.notify_one();
+                        Committed::GivenBack
+                    }
+                    Kept::Unwritable(problem) => {
+                        let wake = attempt == Attempt::Once && queue.retry_at.is_none();
+                        if attempt == Attempt::Patiently {
+                            queue.retry_at = Some(Instant::now() + self.backoff);
+                            self.backoff = (self.backoff * 2).min(RETRY_AT_MOST);
+                        }
+                        // Every flush waiting is answered now, also those a batch did not
+                        // take: none can be met until the store writes again.
+                        let waiting = std::mem::take(&mut queue.flushes);
+                        drop(queue);
+                        for waiter in flushes.into_iter().chain(waiting) {
+                            waiter.send(Err(Unflushed::Unwritable(problem)));
+                        }
+                        if wake {
+                            // The thread takes over the retrying.
+                            shared.wake.notify_one();
+                        }
+                        Committed::Kept(problem)
+                    }
+                };
             }
             history.drain(..h);
             audit.drain(..a);
@@ -574,26 +711,30 @@ impl Committer {
                 waiter.send(lost);
             }
         }
-        Some(())
+        Committed::Done
     }
 
     /// What the next flush reports: whether records were lost since the last report.
-    fn take_lost(&mut self) -> Result<(), u64> {
+    fn take_lost(&mut self) -> Result<(), Unflushed> {
         match std::mem::take(&mut self.lost_since_flush) {
             0 => Ok(()),
-            lost => Err(lost),
+            lost => Err(Unflushed::Lost(lost)),
         }
     }
 
-    /// Commits one batch. `Err` only for an [`Attempt::Once`] that found the database locked;
-    /// any other failure is counted as lost, logged and reported.
+    /// Commits one batch. `Err` when nothing of it was written and it must be kept: a lock an
+    /// [`Attempt::Once`] does not wait for, or a [`WriteProblem`]. A failure of the records
+    /// themselves is retried once, then counted as lost, logged and reported.
     fn commit(
         &mut self,
         shared: &Shared,
         history: &[HistoryRecord],
         audit: &[AuditRecord],
         attempt: Attempt,
-    ) -> Result<(), Busy> {
+    ) -> Result<(), Kept> {
+        if attempt == Attempt::Patiently {
+            self.reconnect_if_read_only()?;
+        }
         let mut report = Vec::new();
         if self.lost_unreported > 0 {
             report.push(AuditRecord::new(
@@ -605,26 +746,43 @@ impl Committer {
                 ),
             ));
         }
+        if let Some(episode) = &self.unwritable {
+            report.push(AuditRecord::new(
+                AuditKind::StoreWriteFailed,
+                "hub",
+                format!(
+                    "history could not be written from {} ({}); nothing was dropped: \
+                     what waited is written now",
+                    crate::clock::rfc3339(episode.since_millis),
+                    episode.problem
+                ),
+            ));
+        }
         let count = (history.len() + audit.len()) as u64;
         let mut outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
-        if let Err(e) = &outcome
-            && !attempt.gives_back(e)
-        {
+        if let Err(e) = &outcome {
+            if attempt.gives_back(e) {
+                return Err(Kept::Busy);
+            }
+            if let Some(problem) = WriteProblem::of(e) {
+                tracing::debug!(error = %e, records = count, "store commit failed; kept for later");
+                self.unwritable
+                    .get_or_insert_with(|| Unwritable::since_now(problem))
+                    .problem = problem;
+                shared.set_problem(Some(problem));
+                return Err(Kept::Unwritable(problem));
+            }
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");
             if attempt == Attempt::Patiently {
                 std::thread::sleep(RETRY_AFTER);
             }
             outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
         }
-        if let Err(e) = &outcome
-            && attempt.gives_back(e)
-        {
-            return Err(Busy);
-        }
         match outcome {
             Ok(()) => {
                 self.committed(shared);
                 self.lost_unreported = 0;
+                self.recovered(shared);
                 shared.committed.fetch_add(count, Ordering::Relaxed);
                 shared.batches.fetch_add(1, Ordering::Relaxed);
             }
@@ -635,6 +793,42 @@ impl Committer {
                 shared.lost.fetch_add(count, Ordering::Relaxed);
             }
         }
+        Ok(())
+    }
+
+    /// A commit went through: whatever kept the store from writing has passed.
+    fn recovered(&mut self, shared: &Shared) {
+        if self.unwritable.take().is_some() {
+            self.backoff = RETRY_FIRST;
+            shared.queue().retry_at = None;
+            shared.set_problem(None);
+        }
+    }
+
+    /// A connection SQLite opened read-only stays so: after the file was made writable, only a
+    /// new one can write.
+    fn reconnect_if_read_only(&mut self) -> Result<(), Kept> {
+        if !self
+            .unwritable
+            .as_ref()
+            .is_some_and(|u| u.problem == WriteProblem::ReadOnly)
+        {
+            return Ok(());
+        }
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let still = Err(Kept::Unwritable(WriteProblem::ReadOnly));
+        let Ok(conn) = crate::schema::connect(path) else {
+            return still;
+        };
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+            || conn.pragma_update(None, "wal_autocheckpoint", 0).is_err()
+        {
+            return still;
+        }
+        self.conn = conn;
+        // Writable again once the commit that follows goes through.
         Ok(())
     }
 
@@ -706,9 +900,6 @@ impl Committer {
         }
     }
 }
-
-/// The database was locked by another process.
-struct Busy;
 
 /// What the thread was woken for.
 #[derive(Default)]
@@ -834,9 +1025,13 @@ impl Worker {
         let shared = &self.shared;
         loop {
             let mut connection = shared.connection();
-            // The thread may wait for a locked database; it never gives the records back.
-            let _ = connection.commit_queued(shared, Take::Batch, Attempt::Patiently);
+            // The thread waits out a lock (up to the busy timeout); a store that cannot write
+            // keeps the records, and the thread tries again at `retry_at`.
+            let committed = connection.commit_queued(shared, Take::Batch, Attempt::Patiently);
             parking_lot::MutexGuard::unlock_fair(connection);
+            if committed != Committed::Done {
+                return;
+            }
             let queue = shared.queue();
             if queue.len() == 0 && queue.flushes.is_empty() {
                 return;
@@ -851,11 +1046,15 @@ impl Worker {
             let now = Instant::now();
             let linger_due = queue.since.map(|since| since + LINGER);
             let prune_due = self.prune.is_some() || self.next_prune.is_some_and(|at| at <= now);
+            // While the store cannot write, commits wait for the next retry, whatever is due.
+            let holding = queue.retry_at.is_some_and(|at| at > now);
             let work = Work {
-                commit: !queue.flushes.is_empty()
-                    || queue.prompt
-                    || queue.len() >= self.shared.wake_at
-                    || linger_due.is_some_and(|at| at <= now),
+                commit: !holding
+                    && (queue.retry_at.is_some()
+                        || !queue.flushes.is_empty()
+                        || queue.prompt
+                        || queue.len() >= self.shared.wake_at
+                        || linger_due.is_some_and(|at| at <= now)),
                 sync: queue.sync_due.is_some_and(|at| at <= now),
                 prunes: std::mem::take(&mut queue.prunes),
                 shutdown: queue.shutdown,
@@ -867,10 +1066,15 @@ impl Worker {
                 queue.sleeping_until = None;
                 return work;
             }
-            let until = [linger_due, queue.sync_due, self.next_prune]
-                .into_iter()
-                .flatten()
-                .min();
+            let until = [
+                linger_due.filter(|_| !holding),
+                queue.retry_at,
+                queue.sync_due,
+                self.next_prune,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             queue.sleeping_until = Some(until);
             queue = match until {
                 Some(at) => {
@@ -893,7 +1097,19 @@ impl Worker {
     /// Commits whatever slipped in, answers what is left, and tidies the files.
     fn stop(&mut self, connection: &mut Committer) {
         self.shared.closed.store(true, Ordering::Release);
-        let _ = connection.commit_queued(&self.shared, Take::All, Attempt::Patiently);
+        let mut lost = 0;
+        if let Committed::Kept(problem) =
+            connection.commit_queued(&self.shared, Take::All, Attempt::Patiently)
+        {
+            let mut queue = self.shared.queue();
+            lost = (queue.len()) as u64;
+            queue.history.clear();
+            queue.audit.clear();
+            tracing::error!(
+                records = lost,
+                "stopping while history cannot be written ({problem}): these records are lost"
+            );
+        }
         for waiter in self.prune_waiters.drain(..) {
             waiter.send(Err(StoreError::WriterStopped));
         }
@@ -902,7 +1118,7 @@ impl Worker {
         }
         self.shared
             .lost_unflushed
-            .store(connection.lost_since_flush, Ordering::Release);
+            .store(connection.lost_since_flush + lost, Ordering::Release);
         // Folds the WAL back into the main file so a clean stop leaves one file behind.
         self.disk.checkpointer = None;
         let conn = &connection.conn;

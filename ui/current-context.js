@@ -95,7 +95,8 @@ const BANNERS = {
 
 function renderStatus(status) {
   const banner = $("status-banner");
-  const text = BANNERS[status.status];
+  // History that cannot be written: the agent says why and what follows, in full.
+  const text = status.detail ?? BANNERS[status.status];
   banner.hidden = !text;
   banner.dataset.status = status.status;
   $("status-text").textContent = text ?? "";

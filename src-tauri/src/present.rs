@@ -107,7 +107,8 @@ async fn follow_context(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify
 async fn follow_history(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify>) {
     loop {
         recorded.notified().await;
-        agent.history().on_record().await;
+        // Told also when the change is not on record: the window shows what history holds.
+        let _ = agent.history().on_record().await;
         if quitting() {
             return;
         }
@@ -162,7 +163,11 @@ async fn follow_status(app: AppHandle, agent: AgentHandle) {
     while !quitting() {
         let current = *status.borrow_and_update();
         tray::show_status(&app, current);
-        emit(&app, STATUS_CHANGED, StatusView::from(current));
+        emit(
+            &app,
+            STATUS_CHANGED,
+            StatusView::new(current, agent.history_notice()),
+        );
         if status.changed().await.is_err() {
             return;
         }

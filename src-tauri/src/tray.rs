@@ -4,9 +4,10 @@
 use std::sync::Mutex;
 
 use lockstep_agent::AgentHandle;
+use lockstep_agent::config::WhenUnwritable;
 use lockstep_agent::desktop::TrayStatus;
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+use tauri::menu::{IsMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager};
 
@@ -20,6 +21,7 @@ const PAUSE_ITEM: &str = "pause";
 const SETTINGS_ITEM: &str = "settings";
 const ABOUT_ITEM: &str = "about";
 const QUIT_ITEM: &str = "quit";
+const POLICY_ITEM: &str = "history-policy";
 
 pub const PAUSE_LABEL: &str = "Pause following";
 pub const RESUME_LABEL: &str = "Resume";
@@ -48,20 +50,42 @@ pub fn install(app: &AppHandle) -> tauri::Result<()> {
     let settings = item(SETTINGS_ITEM, "Settings…")?;
     let about = item(ABOUT_ITEM, "About")?;
     let quit = item(QUIT_ITEM, "Quit")?;
-    let menu = Menu::with_items(
-        app,
-        &[
-            &patient,
-            &PredefinedMenuItem::separator(app)?,
-            &show,
-            &history,
-            &pause,
-            &settings,
-            &about,
-            &PredefinedMenuItem::separator(app)?,
-            &quit,
-        ],
-    )?;
+    // The site's choice to sync without history is said for as long as it is on, not only
+    // while history fails (a label, like the patient line).
+    let policy = app
+        .try_state::<AgentHandle>()
+        .is_some_and(|agent| {
+            agent.history().when_unwritable() == WhenUnwritable::SyncWithoutHistory
+        })
+        .then(|| {
+            MenuItem::with_id(
+                app,
+                POLICY_ITEM,
+                "Site policy: syncing goes on without history when it cannot be written",
+                false,
+                None::<&str>,
+            )
+        })
+        .transpose()?;
+    let (above, below) = (
+        PredefinedMenuItem::separator(app)?,
+        PredefinedMenuItem::separator(app)?,
+    );
+    let mut items: Vec<&dyn IsMenuItem<tauri::Wry>> = vec![&patient];
+    if let Some(policy) = &policy {
+        items.push(policy);
+    }
+    items.extend([
+        &above as &dyn IsMenuItem<tauri::Wry>,
+        &show,
+        &history,
+        &pause,
+        &settings,
+        &about,
+        &below,
+        &quit,
+    ]);
+    let menu = Menu::with_items(app, &items)?;
     let shown = Shown {
         headline: NO_PATIENT.to_owned(),
         status: TrayStatus::Idle,
@@ -126,7 +150,10 @@ pub fn show_status(app: &AppHandle, status: TrayStatus) {
 
 fn tooltip(shown: &Shown) -> String {
     match shown.status {
-        TrayStatus::Problem | TrayStatus::Paused => format!(
+        TrayStatus::Problem
+        | TrayStatus::Paused
+        | TrayStatus::NoHistory
+        | TrayStatus::SyncWithoutHistory => format!(
             "Lockstep: {}\n{}",
             shown.headline,
             status_label(shown.status)
@@ -166,11 +193,27 @@ enum Panel {
     Dark,
 }
 
+/// The tray's four icons.
+#[derive(Clone, Copy)]
+enum Icon {
+    Idle,
+    Patient,
+    Problem,
+    Paused,
+}
+
 /// The icon for each state and panel, at 1x and 2x (see `scripts/make-icons`).
 fn icon_image(status: TrayStatus, panel: Panel, high_dpi: bool) -> Image<'static> {
+    use Icon::{Idle, Patient, Paused, Problem};
     use Panel::{Dark, Light};
-    use TrayStatus::{Idle, Patient, Paused, Problem};
-    match (status, panel, high_dpi) {
+    let icon = match status {
+        TrayStatus::Idle => Idle,
+        TrayStatus::Patient => Patient,
+        TrayStatus::Paused => Paused,
+        // History that cannot be written is a sync problem the clinician must see.
+        TrayStatus::Problem | TrayStatus::NoHistory | TrayStatus::SyncWithoutHistory => Problem,
+    };
+    match (icon, panel, high_dpi) {
         (Idle, Light, false) => tauri::include_image!("icons/tray-idle-light.png"),
         (Idle, Light, true) => tauri::include_image!("icons/tray-idle-light@2x.png"),
         (Idle, Dark, false) => tauri::include_image!("icons/tray-idle-dark.png"),

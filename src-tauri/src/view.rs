@@ -297,16 +297,19 @@ fn state_label(state: &str) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
-    /// `idle`, `patient`, `problem` or `paused`.
+    /// `idle`, `patient`, `problem`, `paused`, `no-history` or `sync-without-history`.
     pub status: TrayStatus,
     pub label: &'static str,
+    /// Why, in full, where the label alone does not say (history that cannot be written).
+    pub detail: Option<String>,
 }
 
-impl From<TrayStatus> for StatusView {
-    fn from(status: TrayStatus) -> Self {
+impl StatusView {
+    pub fn new(status: TrayStatus, detail: Option<String>) -> Self {
         Self {
             status,
             label: status_label(status),
+            detail,
         }
     }
 }
@@ -317,6 +320,10 @@ pub fn status_label(status: TrayStatus) -> &'static str {
         TrayStatus::Patient => "In step",
         TrayStatus::Problem => "Sync problem: an app did not follow",
         TrayStatus::Paused => "Paused: context changes are refused",
+        TrayStatus::NoHistory => "History cannot be written: context changes are refused",
+        TrayStatus::SyncWithoutHistory => {
+            "History cannot be written: syncing without a record (site policy)"
+        }
     }
 }
 

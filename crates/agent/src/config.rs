@@ -73,6 +73,11 @@ pub struct HistoryConfig {
     /// The database file; by default `lockstep.db` in the data folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<std::path::PathBuf>,
+    /// What the hub does while history cannot be written (a full disk, a locked or read-only
+    /// database).
+    pub when_unwritable: WhenUnwritable,
+    /// What the agent does at start when the database has damaged pages.
+    pub when_damaged: WhenDamaged,
 }
 
 impl Default for HistoryConfig {
@@ -81,8 +86,35 @@ impl Default for HistoryConfig {
             retain_days: 30,
             max_megabytes: 0,
             database: None,
+            when_unwritable: WhenUnwritable::Refuse,
+            when_damaged: WhenDamaged::Refuse,
         }
     }
+}
+
+/// `history.when_unwritable`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnwritable {
+    /// Context changes are refused (503, saying why) until history can be written: every
+    /// answered change is on record.
+    #[default]
+    Refuse,
+    /// Context changes go on; what cannot be written yet is kept and written once it can, and
+    /// is lost if the agent stops first. The tray says so the whole time.
+    SyncWithoutHistory,
+}
+
+/// `history.when_damaged`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenDamaged {
+    /// The agent does not start, and says what to do; the file is left as it is.
+    #[default]
+    Refuse,
+    /// The damaged file is moved aside (`lockstep.db.damaged-<time>`, kept) and the agent
+    /// starts on a fresh database.
+    StartFresh,
 }
 
 /// `[audit]`: the audit trail (in the same database).

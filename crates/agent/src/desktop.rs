@@ -1,11 +1,14 @@
 //! What the desktop shell presents and changes: each app's link state, the tray's status, pause,
 //! the registered apps and the settings. The shell only shows these; every decision is here.
 
-use crate::config::{AppConfig, Config, LockedSetting, read_user_file, set_key, write_user_file};
+use crate::config::{
+    AppConfig, Config, LockedSetting, WhenUnwritable, read_user_file, set_key, write_user_file,
+};
 use crate::secrets::SecretStore;
 use lockstep_fhircast::ScopeSet;
 use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{Authority, Engine, EngineEvent, LinkState, SubscriberInfo};
+use lockstep_store::WriteProblem;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,18 +35,59 @@ pub struct LinkView {
 
 /// What the tray icon says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TrayStatus {
     Idle,
     Patient,
     /// An app refused or went silent.
     Problem,
     Paused,
+    /// History cannot be written, and context changes are refused until it can.
+    NoHistory,
+    /// History cannot be written, and by site policy context changes go on without it.
+    SyncWithoutHistory,
+}
+
+/// History that cannot be written, and what the site chose to do then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryTrouble {
+    pub problem: WriteProblem,
+    pub policy: WhenUnwritable,
+}
+
+impl HistoryTrouble {
+    /// The clinician's and site IT's words for it, in the window and the tray.
+    pub fn notice(self) -> String {
+        let problem = self.problem;
+        match self.policy {
+            WhenUnwritable::Refuse => format!(
+                "History cannot be written: {problem}. Context changes are refused until it \
+                 can be ({}).",
+                problem.remedy()
+            ),
+            WhenUnwritable::SyncWithoutHistory => format!(
+                "History cannot be written: {problem}. By site policy, context changes go on \
+                 without a record; what waits is written once it can be, or lost if Lockstep \
+                 stops first ({}).",
+                problem.remedy()
+            ),
+        }
+    }
 }
 
 impl TrayStatus {
-    fn derive(paused: bool, links: &[LinkView], patient: bool) -> Self {
-        if paused {
+    fn derive(
+        paused: bool,
+        links: &[LinkView],
+        patient: bool,
+        history: Option<HistoryTrouble>,
+    ) -> Self {
+        if let Some(trouble) = history {
+            match trouble.policy {
+                WhenUnwritable::Refuse => TrayStatus::NoHistory,
+                WhenUnwritable::SyncWithoutHistory => TrayStatus::SyncWithoutHistory,
+            }
+        } else if paused {
             TrayStatus::Paused
         } else if links.iter().any(|l| l.problem) {
             TrayStatus::Problem
@@ -128,6 +172,8 @@ pub(crate) struct Desktop {
     status: watch::Sender<TrayStatus>,
     /// Whether a patient is in context (kept by the context watcher).
     patient: AtomicBool,
+    /// History that cannot be written now, if it cannot.
+    history: Mutex<Option<HistoryTrouble>>,
 }
 
 impl Desktop {
@@ -150,6 +196,7 @@ impl Desktop {
             links: watch::channel(Vec::new()).0,
             status: watch::channel(TrayStatus::Idle).0,
             patient: AtomicBool::new(false),
+            history: Mutex::new(None),
         });
         tokio::spawn(follow_links(desktop.clone(), desktop.engine.listen_links()));
         desktop
@@ -165,11 +212,27 @@ impl Desktop {
         self.config.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether history can be written now (told by the agent's store watcher).
+    pub(crate) fn show_history(&self, trouble: Option<HistoryTrouble>) {
+        *self.history.lock().unwrap_or_else(PoisonError::into_inner) = trouble;
+        self.refresh_status();
+    }
+
+    /// What the window and tray say about history that cannot be written, while it cannot.
+    pub(crate) fn history_notice(&self) -> Option<String> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(HistoryTrouble::notice)
+    }
+
     fn refresh_status(&self) {
+        let history = *self.history.lock().unwrap_or_else(PoisonError::into_inner);
         let status = TrayStatus::derive(
             *self.paused.borrow(),
             &self.links.borrow(),
             self.patient.load(Ordering::Relaxed),
+            history,
         );
         self.status
             .send_if_modified(|s| std::mem::replace(s, status) != status);

@@ -5,7 +5,7 @@
 //! engine); an accepted context change is answered 2xx only once its history row is committed,
 //! so what the hub acknowledged is what history holds, even across a crash.
 
-use crate::config::Config;
+use crate::config::{Config, WhenDamaged, WhenUnwritable};
 use crate::paths::Paths;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 /// The database file name in the data folder.
 pub const DATABASE_FILE: &str = "lockstep.db";
-/// How long an accepted change waits for its history row before it is answered anyway (and
-/// the delay logged): delivery has happened already, only the answer waits.
+/// How long an accepted change waits for its history row before it is answered 503 (not on
+/// record yet; the row stays queued and is written once it can be): delivery has happened
+/// already, only the answer waits.
 pub const DURABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// The database file the configuration names.
@@ -44,7 +45,8 @@ pub fn database_path(config: &Config) -> Result<PathBuf, StoreError> {
     }
 }
 
-/// Opens (creating and migrating) the store the configuration names.
+/// Opens (creating and migrating) the store the configuration names. A damaged file is
+/// refused, or moved aside for a fresh one where `history.when_damaged = "start_fresh"`.
 pub fn open_store(config: &Config) -> Result<Store, StoreError> {
     let path = database_path(config)?;
     if let Some(dir) = path.parent() {
@@ -57,7 +59,47 @@ pub fn open_store(config: &Config) -> Result<Store, StoreError> {
             .then(|| config.history.max_megabytes * 1024 * 1024),
         ..StoreOptions::default()
     };
-    Store::open(path, options)
+    match Store::open(&path, options.clone()) {
+        Err(damage)
+            if damage.is_damage() && config.history.when_damaged == WhenDamaged::StartFresh =>
+        {
+            let aside = set_aside(&path)?;
+            tracing::error!(
+                "{damage}; it was moved to {} and kept, and history starts on a fresh database \
+                 (history.when_damaged = \"start_fresh\")",
+                aside.display()
+            );
+            Store::open(&path, options)
+        }
+        other => other,
+    }
+}
+
+/// What a refusal to start on a damaged file tells the site to do.
+pub const DAMAGED_REMEDY: &str = "Lockstep did not start, so that no history is lost: keep \
+    the file for IT, then move it away (a fresh one is made), or set [history] when_damaged = \
+    \"start_fresh\" to have Lockstep move it aside and start fresh by itself";
+
+/// Moves a damaged database (with its WAL and shared-memory files) to `<name>.damaged-<time>`.
+fn set_aside(path: &std::path::Path) -> Result<PathBuf, StoreError> {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".damaged-{stamp}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = aside.as_os_str().to_owned();
+        to.push(suffix);
+        // Absent after a clean stop.
+        let _ = std::fs::rename(from, to);
+    }
+    Ok(aside)
 }
 
 /// Records every engine event worth keeping; called synchronously by the engine.
@@ -208,6 +250,7 @@ pub struct History {
     writer: StoreWriter,
     engine: Engine,
     topic: Arc<str>,
+    when_unwritable: WhenUnwritable,
 }
 
 impl History {
@@ -227,6 +270,7 @@ impl History {
             writer,
             engine: engine.clone(),
             topic,
+            when_unwritable: config.history.when_unwritable,
         }))
     }
 
@@ -245,15 +289,30 @@ impl History {
 
     /// Waits until the history rows recorded so far are committed, or [`DURABLE_WAIT`] passes.
     /// The acknowledgements recorded with them follow within [`lockstep_store::LINGER`].
-    pub async fn on_record(&self) {
-        match tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("history could not record an accepted change: {e}"),
-            Err(_) => tracing::warn!(
-                "history took longer than {} s to record an accepted change; answered anyway",
+    /// `Err` says why the change is not on record (it stays queued, and is written once the
+    /// store can write); under `history.when_unwritable = "sync_without_history"` that is
+    /// logged and the change counts as answered.
+    pub async fn on_record(&self) -> Result<(), String> {
+        let why = match tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "history did not record it within {} s; it is kept and written once it can be",
                 DURABLE_WAIT.as_secs()
             ),
+        };
+        match self.when_unwritable {
+            WhenUnwritable::Refuse => Err(why),
+            WhenUnwritable::SyncWithoutHistory => {
+                tracing::warn!("answered a change not yet on record (site policy): {why}");
+                Ok(())
+            }
         }
+    }
+
+    /// The site's choice for when history cannot be written.
+    pub fn when_unwritable(&self) -> WhenUnwritable {
+        self.when_unwritable
     }
 
     /// Re-publishes a past open as a new event: a new id and time, the same context. The

@@ -30,7 +30,7 @@ pub enum AgentError {
     Listen(#[from] listen::ListenError),
     #[error("app `{client_id}`: the keyring has no secret named `{key}`")]
     MissingSecret { client_id: String, key: String },
-    #[error("cannot open the history database: {0}")]
+    #[error("cannot open the history database: {0}{remedy}", remedy = damage_remedy(.0))]
     History(lockstep_store::StoreError),
     #[error("app `{client_id}`: no client_secret or client_secret_key")]
     NoSecret { client_id: String },
@@ -102,6 +102,12 @@ impl Agent {
             secrets,
             config.clone(),
         );
+        tokio::spawn(follow_history(
+            history.writer().watch_problem(),
+            history.when_unwritable(),
+            engine.clone(),
+            desktop.clone(),
+        ));
         let (context_tx, context_rx) = watch::channel(None);
         engine.observe(follow_context(topic.clone(), context_tx, desktop.clone()));
         // After history and the desktop's listener, so that every link state of the bridges
@@ -271,6 +277,12 @@ impl AgentHandle {
     /// What the tray icon shows, pushed on every change.
     pub fn watch_status(&self) -> watch::Receiver<TrayStatus> {
         self.inner.desktop.watch_status()
+    }
+
+    /// While history cannot be written: why, and what follows from it, in plain words (the
+    /// status is [`TrayStatus::NoHistory`] or [`TrayStatus::SyncWithoutHistory`] meanwhile).
+    pub fn history_notice(&self) -> Option<String> {
+        self.inner.desktop.history_notice()
     }
 
     /// Pauses following (the hub refuses context changes, each app told why) or resumes it.
@@ -444,5 +456,37 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The agent's answer to history that cannot be written: the hub refuses context changes (a
+/// 2xx means recorded) unless the site chose to sync without history, and the tray and window
+/// say so at once; both end by themselves when the store writes again.
+async fn follow_history(
+    mut problems: watch::Receiver<Option<lockstep_store::WriteProblem>>,
+    policy: config::WhenUnwritable,
+    engine: Engine,
+    desktop: Arc<Desktop>,
+) {
+    loop {
+        let problem = *problems.borrow_and_update();
+        let trouble = problem.map(|problem| desktop::HistoryTrouble { problem, policy });
+        let refusal = trouble
+            .filter(|t| t.policy == config::WhenUnwritable::Refuse)
+            .map(desktop::HistoryTrouble::notice);
+        engine.refuse_changes(refusal);
+        desktop.show_history(trouble);
+        if problems.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What a site does about a damaged database, after the error that says so.
+fn damage_remedy(error: &lockstep_store::StoreError) -> String {
+    if error.is_damage() {
+        format!(". {}", history::DAMAGED_REMEDY)
+    } else {
+        String::new()
     }
 }

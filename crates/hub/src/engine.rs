@@ -187,6 +187,9 @@ pub enum PublishError {
     /// The change breaks a rule only the hub can check (an update bundle's rules).
     #[error("{0}")]
     Invalid(String),
+    /// The hub takes no context changes for now (see [`Engine::refuse_changes`]).
+    #[error("{0}")]
+    Unavailable(Arc<str>),
 }
 
 /// Why a WebSocket could not attach to an endpoint.
@@ -305,6 +308,8 @@ struct Inner {
     link_listeners: broadcast::Sender<EngineEvent>,
     observers: RwLock<Vec<Observer>>,
     next_sub: AtomicU64,
+    /// Why context changes are refused on every topic, while they are.
+    refusing: RwLock<Option<Arc<str>>>,
 }
 
 /// The hub engine. Cheap to clone; all clones share the same state.
@@ -328,6 +333,7 @@ impl Engine {
                 link_listeners,
                 observers: RwLock::new(Vec::new()),
                 next_sub: AtomicU64::new(1),
+                refusing: RwLock::new(None),
             }),
         };
         tokio::spawn(sweep(Arc::downgrade(&engine.inner)));
@@ -621,6 +627,11 @@ impl Engine {
         let event = change.event;
         let mut state = topic.state.lock();
         // Refused, not queued: the requesting app learns at once that nobody followed.
+        if event.kind != EventKind::Infrastructure
+            && let Some(why) = self.inner.refusing.read().clone()
+        {
+            return Err(PublishError::Unavailable(why));
+        }
         if state.paused && event.kind != EventKind::Infrastructure {
             return Err(PublishError::Conflict(format!(
                 "context sharing is paused at this workstation; {} was not relayed",
@@ -1044,6 +1055,13 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// Refuses every context change (infrastructure events, a logout above all, still pass)
+    /// with `why`, until called with `None`: the agent does so while it cannot keep a record
+    /// of what it relays.
+    pub fn refuse_changes(&self, why: Option<String>) {
+        *self.inner.refusing.write() = why.map(Arc::from);
     }
 
     /// The socket's task has read everything its app sent before it was asked to (see

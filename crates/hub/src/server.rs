@@ -59,7 +59,8 @@ pub struct HubState {
     /// history API; handlers authenticate with [`Authenticated`].
     pub extension: Router<HubState>,
     /// Awaited after an accepted change is delivered and before it is answered 2xx: the agent
-    /// makes it wait for the change's history row, so what was acknowledged is on record.
+    /// makes it wait for the change's history row, so what was acknowledged is on record. An
+    /// `Err` (why it is not on record) is answered 503 instead.
     pub on_record: Option<OnRecord>,
     /// Per-client request rates (`hub.requests_per_second_per_client`).
     pub limits: Arc<Limits>,
@@ -69,7 +70,8 @@ pub struct HubState {
 }
 
 /// See [`HubState::on_record`].
-pub type OnRecord = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type OnRecord =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 impl HubState {
     pub fn new(
@@ -750,13 +752,20 @@ async fn publish(
             PublishError::Forbidden(_) => StatusCode::FORBIDDEN,
             PublishError::Conflict(_) => StatusCode::CONFLICT,
             PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PublishError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Refusal::new(status, error.to_string())
     })?;
     tracing::info!(client = %grant.client_id, event, "context change accepted");
-    // Delivery has happened; the answer waits until the change is on record.
-    if let Some(on_record) = &state.on_record {
-        on_record().await;
+    // Delivery has happened; the answer waits until the change is on record. A 2xx means
+    // recorded: a change delivered but not on record is told so.
+    if let Some(on_record) = &state.on_record
+        && let Err(why) = on_record().await
+    {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{event} was relayed but is not on record: {why}"),
+        ));
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }

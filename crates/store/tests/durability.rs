@@ -7,53 +7,18 @@
 //! read-only bind mount. Where mounting is not allowed (not root), those tests say so and skip.
 
 mod common;
+#[path = "common/mount.rs"]
+mod mount;
 
 use common::record;
 use lockstep_store::{
     AuditKind, AuditQuery, HistoryQuery, Store, StoreError, StoreOptions, StoreWriter, WriteProblem,
 };
+use mount::{Mount, fill, run, skip};
 use rusqlite::Connection;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A real file system mounted for one test, unmounted when dropped.
-struct Mount {
-    at: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mount {
-    /// A tmpfs of `size` (as `mount -o size=` takes it), or why there cannot be one here.
-    fn tmpfs(size: &str) -> Result<Mount, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let at = dir.path().to_owned();
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&at))?;
-        Ok(Mount { at, _dir: dir })
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
-    }
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
-}
-
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why} (this test mounts file systems, which needs root)");
-}
 
 /// Waits until the writer reports `problem`, failing the test after `within`.
 fn wait_for_problem(writer: &StoreWriter, problem: Option<WriteProblem>, within: Duration) {
@@ -95,18 +60,6 @@ fn episode_rows(store: &Store) -> Vec<String> {
         .into_iter()
         .map(|e| e.detail)
         .collect()
-}
-
-/// Fills the file system holding `dir` to the last byte; returns the filler to delete.
-fn fill(dir: &Path) -> PathBuf {
-    let filler = dir.join("filler");
-    let mut file = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 16 * 1024];
-    while file.write_all(&chunk).is_ok() {}
-    // The last partial chunk, byte by byte.
-    while file.write_all(&[0]).is_ok() {}
-    let _ = file.sync_all();
-    filler
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub fn current_view(
     Ok(CurrentView {
         context: presented.context(),
         links,
-        status: StatusView::from(*status.borrow()),
+        status: StatusView::new(*status.borrow(), agent.history_notice()),
     })
 }
 

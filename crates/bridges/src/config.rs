@@ -452,8 +452,9 @@ pub struct FolderIn {
     /// change notifications are unreliable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_ms: Option<u64>,
-    /// Where the OS reports no "closed after writing", a file is read once unchanged this long
-    /// (on Linux, which reports it, only files that never get one wait, eight times as long).
+    /// Where the OS reports no "closed after writing" (and when polling, or for files waiting
+    /// at start), a file is read once unchanged this long; polled, at least two intervals. On
+    /// Linux a file written in place waits for its close instead, with no time limit.
     #[serde(default = "default_settle")]
     pub settle_ms: u64,
 }

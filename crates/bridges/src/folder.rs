@@ -1,12 +1,15 @@
 //! The folder bridge: files out to an app on each context change, written atomically (a
 //! temporary file, then a rename); files in from an app, each turned into a FHIRcast request.
 //!
-//! In: the folder is watched with OS notifications (a file is read once its writer closed it
-//! or renamed it into place, or once unchanged for `settle_ms` where the OS cannot tell), or
-//! polled for network shares. Every file ends up handled (archived or deleted) or rejected
-//! (moved to the error folder with a `.reason.txt`, a log line and an audit row); nothing in a
-//! file can crash the bridge. A file naming another patient than the current context raises a
+//! In: the folder is watched with OS notifications, or polled for network shares; when a file
+//! is ready to read is [`ready`]'s decision (never while its writer may still be writing it).
+//! Every file ends up handled (archived or deleted) or rejected (moved to the error folder
+//! with a `.reason.txt`, a log line and an audit row); nothing in a file can crash the bridge.
+//! A file cut short (a partial write) is the exception: it stays where it is, a copy and the
+//! reason go to the error folder, and it is read again once its writer finishes it. A file naming another patient than the current context raises a
 //! SyncError and changes nothing, unless its rule explicitly allows a patient change.
+
+mod ready;
 
 use crate::config::{AfterRead, FolderConfig, FolderIn, FolderOut, InRule};
 use crate::mapping::{IdKind, IdentifierMapping, Mapped, study_uid_identifier, study_uid_of};
@@ -19,6 +22,7 @@ use lockstep_fhircast::{EventKind, EventSpec};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind as FsKind, RecursiveMode, Watcher};
 use parking_lot::Mutex;
+use ready::{FsChange, Look, Readiness};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -222,9 +226,9 @@ pub struct Inbox {
     error_dir: PathBuf,
     seen: VecDeque<(String, Instant)>,
     own_events: Arc<Mutex<VecDeque<String>>>,
-    /// Files that could be neither archived nor moved aside: left alone (never deleted), and
-    /// not read again while they stay as they are.
-    stuck: HashMap<PathBuf, Option<SystemTime>>,
+    /// Files left in place (cut short, or neither archivable nor movable aside): not read
+    /// again while they look as they did (never deleted), until they go stale.
+    stuck: HashMap<PathBuf, Look>,
 }
 
 impl Inbox {
@@ -294,13 +298,15 @@ impl Inbox {
             return None;
         }
         let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        if self
-            .stuck
-            .get(path)
-            .is_some_and(|at| *at == meta.modified().ok())
-        {
+        // Not a message yet: its writer created it and has not written (it comes back when
+        // written).
+        if meta.len() == 0 {
             return None;
         }
+        if self.stuck.get(path) == Some(&look_of_meta(&meta, false)) && !self.is_stale(&meta) {
+            return None;
+        }
+        self.stuck.remove(path);
         let name = path.file_name()?.to_string_lossy().into_owned();
         let outcome = self.examine(path, &meta);
         match &outcome {
@@ -315,6 +321,17 @@ impl Inbox {
         Some(outcome.unwrap_or_else(Handled::Rejected))
     }
 
+    fn age(meta: &std::fs::Metadata) -> Duration {
+        meta.modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default()
+    }
+
+    fn is_stale(&self, meta: &std::fs::Metadata) -> bool {
+        Self::age(meta).as_secs() > self.config.max_file_age_seconds
+    }
+
     fn examine(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<Handled, Rejection> {
         let limit = self.config.max_file_bytes;
         if meta.len() > limit {
@@ -323,12 +340,8 @@ impl Inbox {
                 limit,
             });
         }
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .unwrap_or_default();
-        if age.as_secs() > self.config.max_file_age_seconds {
+        let age = Self::age(meta);
+        if self.is_stale(meta) {
             return Err(Rejection::Stale {
                 age_seconds: age.as_secs(),
                 limit: self.config.max_file_age_seconds,
@@ -471,21 +484,44 @@ impl Inbox {
     }
 
     fn set_stuck(&mut self, path: &Path) {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        self.stuck.insert(path.to_owned(), modified);
+        if let Ok(meta) = std::fs::metadata(path) {
+            self.stuck
+                .insert(path.to_owned(), look_of_meta(&meta, false));
+        }
     }
 
     fn reject(&mut self, path: &Path, name: &str, rejection: &Rejection) {
         let summary = rejection.summary();
-        let moved = move_into(path, &self.error_dir, name);
+        // A file cut short may yet be finished by its writer: it stays, and a copy shows
+        // what was read.
+        let kept = matches!(rejection, Rejection::Partial(_));
+        let moved = if kept {
+            copy_into(path, &self.error_dir, name)
+        } else {
+            move_into(path, &self.error_dir, name)
+        };
         let where_to = match &moved {
             Ok(dest) => {
                 let reason = dest.with_file_name(format!(
                     "{}.reason.txt",
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                let _ = std::fs::write(reason, format!("{summary}\n"));
-                format!("moved to {}", dest.display())
+                let text = if kept {
+                    format!(
+                        "{summary}\nThis is a copy: the file was left in place and is read \
+                         again when its writer finishes it (or rejected as stale after {} s).\n",
+                        self.config.max_file_age_seconds
+                    )
+                } else {
+                    format!("{summary}\n")
+                };
+                let _ = std::fs::write(reason, text);
+                if kept {
+                    self.set_stuck(path);
+                    format!("copied to {}; the file is left in place", dest.display())
+                } else {
+                    format!("moved to {}", dest.display())
+                }
             }
             Err(e) => {
                 self.set_stuck(path);
@@ -502,8 +538,49 @@ impl Inbox {
     }
 }
 
-/// Moves a file into `dir` under a name no other file has (time-stamped).
-fn move_into(path: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+/// How a file looks, to tell whether it changed (see [`ready`]).
+fn look_of_meta(meta: &std::fs::Metadata, held: bool) -> Look {
+    Look {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        held,
+    }
+}
+
+/// How the file at `path` looks now; `None` when it is gone.
+fn look_at(path: &Path) -> Option<Look> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(look_of_meta(&meta, held_for_writing(path)))
+}
+
+/// Windows tells whether another program holds a file open for writing: opening it while
+/// sharing read access only fails with a sharing violation then.
+#[cfg(windows)]
+fn held_for_writing(path: &Path) -> bool {
+    use std::os::windows::fs::OpenOptionsExt;
+    const FILE_SHARE_READ: u32 = 0x1;
+    const ERROR_SHARING_VIOLATION: i32 = 32;
+    matches!(
+        std::fs::OpenOptions::new().read(true).share_mode(FILE_SHARE_READ).open(path),
+        Err(e) if e.raw_os_error() == Some(ERROR_SHARING_VIOLATION)
+    )
+}
+
+/// Other systems do not say; closes (Linux) and settling stand in.
+#[cfg(not(windows))]
+fn held_for_writing(_path: &Path) -> bool {
+    false
+}
+
+/// Copies a file into `dir` under a name no other file has, leaving it in place.
+fn copy_into(path: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dest = unique_in(dir, name)?;
+    std::fs::copy(path, &dest)?;
+    Ok(dest)
+}
+
+/// A time-stamped name in `dir` that no file has yet.
+fn unique_in(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
@@ -516,6 +593,12 @@ fn move_into(path: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
         dest = dir.join(format!("{stamp}-{n}-{name}"));
         n += 1;
     }
+    Ok(dest)
+}
+
+/// Moves a file into `dir` under a name no other file has (time-stamped).
+fn move_into(path: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dest = unique_in(dir, name)?;
     match std::fs::rename(path, &dest) {
         Ok(()) => Ok(dest),
         // Another file system (a share): copy, then remove.
@@ -757,29 +840,27 @@ fn build(
     Ok(Value::Array(context))
 }
 
-/// Whether a file is ready to read, per the OS's report.
-enum Seen {
-    /// Closed after writing, or renamed into place: complete.
-    Ready(PathBuf),
-    /// Created or changed: read once quiet for `settle_ms`.
-    Changed(PathBuf),
-}
-
-fn classify(event: notify::Event) -> Vec<Seen> {
+/// What the OS reported, per file.
+fn classify(event: notify::Event) -> Vec<(PathBuf, FsChange)> {
     let mut paths = event.paths;
-    match event.kind {
-        FsKind::Access(AccessKind::Close(AccessMode::Write)) => {
-            paths.into_iter().map(Seen::Ready).collect()
-        }
-        FsKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-            paths.into_iter().map(Seen::Ready).collect()
-        }
+    let change = match event.kind {
+        FsKind::Access(AccessKind::Close(AccessMode::Write)) => FsChange::Closed,
+        FsKind::Modify(ModifyKind::Name(RenameMode::To)) => FsChange::Renamed,
         FsKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-            paths.pop().map(Seen::Ready).into_iter().collect()
+            return paths
+                .pop()
+                .map(|p| (p, FsChange::Renamed))
+                .into_iter()
+                .collect();
         }
-        FsKind::Modify(ModifyKind::Name(_)) | FsKind::Remove(_) | FsKind::Access(_) => Vec::new(),
-        _ => paths.into_iter().map(Seen::Changed).collect(),
-    }
+        FsKind::Modify(ModifyKind::Name(_)) | FsKind::Remove(_) | FsKind::Access(_) => {
+            return Vec::new();
+        }
+        FsKind::Create(_) => FsChange::Created,
+        FsKind::Modify(ModifyKind::Metadata(_)) => FsChange::Touched,
+        _ => FsChange::Written,
+    };
+    paths.into_iter().map(|p| (p, change)).collect()
 }
 
 /// Runs a folder bridge until `stop`.
@@ -861,32 +942,30 @@ pub async fn run(
     }
     drop(fs_tx);
     let settle = Duration::from_millis(config.inbound.as_ref().map_or(250, |i| i.settle_ms));
-    // Linux reports "closed after writing", so a quiet period only catches files that never
-    // get one (hard links): give a slow writer far longer there before reading its file.
-    let settle = if cfg!(target_os = "linux") {
-        settle * 8
-    } else {
-        settle
-    };
+    // Linux's watcher reports "closed after writing"; the others do not.
+    let closes_reported = cfg!(target_os = "linux") && _watcher.is_some();
+    let mut readiness = Readiness::new(settle, closes_reported);
+    // Polling: a file must look the same over at least two scans and the settling time.
+    let stable = poll_every.map_or(settle, |every| settle.max(every * 2));
 
     session.set_state(LinkState::Following, "in the session");
     let mut written_ids = crate::RecentIds::default();
-    let mut settling: HashMap<PathBuf, tokio::time::Instant> = HashMap::new();
-    // Polling: what each file looked like at the last scan, to read it once it stops changing.
-    let mut polled: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
     let mut poll = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(3600)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    // What is already in the folder is read first, oldest first.
-    if let Some(inbox) = &inbox {
-        let backlog = blocking(inbox, |i| i.backlog()).await;
-        for path in backlog {
-            handle(&session, inbox, path).await;
+    // What is already in the folder is read first, oldest first, once settled: a writer may
+    // be in the middle of one (polling scans it anyway).
+    if let Some(inbox) = &inbox
+        && poll_every.is_none()
+    {
+        let now = tokio::time::Instant::now();
+        for path in blocking(inbox, |i| i.backlog()).await {
+            readiness.check_later(&path, now);
         }
     }
 
     loop {
-        let next_settle = settling.values().min().copied();
+        let next_due = readiness.next_due();
         tokio::select! {
             _ = crate::stopped(&mut stop) => return Ok(()),
             change = async {
@@ -939,54 +1018,48 @@ pub async fn run(
                 let Some(inbox) = &inbox else { continue };
                 match event {
                     Ok(event) => {
-                        for seen in classify(event) {
-                            match seen {
-                                Seen::Ready(path) => {
-                                    settling.remove(&path);
-                                    handle(&session, inbox, path).await;
-                                }
-                                Seen::Changed(path) => {
-                                    settling.insert(path, tokio::time::Instant::now() + settle);
-                                }
+                        for (path, change) in classify(event) {
+                            if readiness.changed(&path, change, tokio::time::Instant::now()) {
+                                handle(&session, inbox, path, &mut readiness).await;
                             }
                         }
                     }
                     Err(e) => tracing::warn!(bridge = %session.name(), "folder watch error: {e}"),
                 }
             }
-            _ = async { tokio::time::sleep_until(next_settle.unwrap_or_else(tokio::time::Instant::now)).await }, if next_settle.is_some() => {
+            _ = async { tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)).await }, if next_due.is_some() => {
+                let Some(inbox) = &inbox else { continue };
                 let now = tokio::time::Instant::now();
-                let due: Vec<PathBuf> = settling.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+                // Looked at on a blocking thread: a share may stall.
+                let paths = readiness.due_paths(now);
+                let looks = tokio::task::spawn_blocking(move || {
+                    paths
+                        .into_iter()
+                        .map(|p| {
+                            let look = look_at(&p);
+                            (p, look)
+                        })
+                        .collect::<HashMap<_, _>>()
+                })
+                .await
+                .unwrap_or_default();
+                let due = readiness.due(now, |p| looks.get(p).copied().flatten());
                 for path in due {
-                    settling.remove(&path);
-                    if let Some(inbox) = &inbox {
-                        handle(&session, inbox, path).await;
-                    }
+                    handle(&session, inbox, path, &mut readiness).await;
                 }
             }
             _ = poll.tick(), if poll_every.is_some() => {
                 let Some(inbox) = &inbox else { continue };
-                let snapshot = blocking(inbox, |i| {
+                let scan = blocking(inbox, |i| {
                     i.backlog()
                         .into_iter()
-                        .map(|p| {
-                            let meta = std::fs::metadata(&p).ok();
-                            let look = (meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
-                            (p, look)
-                        })
+                        .filter_map(|p| look_at(&p).map(|look| (p, look)))
                         .collect::<Vec<_>>()
                 })
                 .await;
-                let mut next = HashMap::new();
-                for (path, look) in snapshot {
-                    // Read once it looks the same on two scans in a row: the writer is done.
-                    if polled.get(&path) == Some(&look) {
-                        handle(&session, inbox, path).await;
-                    } else {
-                        next.insert(path, look);
-                    }
+                for path in readiness.scanned(scan, stable, tokio::time::Instant::now()) {
+                    handle(&session, inbox, path, &mut readiness).await;
                 }
-                polled = next;
             }
         }
     }
@@ -1004,8 +1077,23 @@ async fn blocking<T: Send + Default + 'static>(
         .unwrap_or_default()
 }
 
-async fn handle(session: &Session, inbox: &Arc<Mutex<Inbox>>, path: PathBuf) {
-    let handled = blocking(inbox, move |i| i.handle(&path)).await;
+async fn handle(
+    session: &Session,
+    inbox: &Arc<Mutex<Inbox>>,
+    path: PathBuf,
+    readiness: &mut Readiness,
+) {
+    let looked_at = path.clone();
+    let (handled, max_age) = blocking(inbox, move |i| {
+        (i.handle(&path), i.config.max_file_age_seconds)
+    })
+    .await;
+    if let Some(Handled::Rejected(Rejection::Partial(_))) = &handled {
+        // Left in place for its writer to finish; looked at again once it would be stale,
+        // so that a file no one finishes is rejected, not kept forever.
+        let stale_at = tokio::time::Instant::now() + Duration::from_secs(max_age + 1);
+        readiness.check_later(&looked_at, stale_at);
+    }
     match handled {
         Some(Handled::Requested { event, .. }) => {
             session.set_state(

@@ -491,3 +491,136 @@ async fn files_waiting_before_the_bridge_starts_are_read_oldest_first() {
     assert_eq!(accession_of(&pacs.next().await), "ACC-5002");
     bridges.stop().await;
 }
+
+/// One format's message naming MRN `1234`, cut where a slow writer pauses: the part before
+/// the pause (`…12`) parses on its own for formats with no end marker.
+struct Stalling {
+    format: &'static str,
+    extension: &'static str,
+    mrn: &'static str,
+    issuer: &'static str,
+    before: &'static str,
+    after: &'static str,
+}
+
+static STALLING: [Stalling; 4] = [
+    Stalling {
+        format: "ini",
+        extension: "ini",
+        mrn: "Patient.MRN",
+        issuer: "Patient.Issuer",
+        before: "[Patient]\nIssuer=GENHOSP\nMRN=12",
+        after: "34\n",
+    },
+    Stalling {
+        format: "text",
+        extension: "txt",
+        mrn: "line:2",
+        issuer: "line:1",
+        before: "GENHOSP\n12",
+        after: "34\n",
+    },
+    Stalling {
+        format: "json",
+        extension: "json",
+        mrn: "/mrn",
+        issuer: "/issuer",
+        before: r#"{"issuer":"GENHOSP","mrn":"12"#,
+        after: r#"34"}"#,
+    },
+    Stalling {
+        format: "xml",
+        extension: "xml",
+        mrn: "/Message/MRN",
+        issuer: "/Message/Issuer",
+        before: "<Message><Issuer>GENHOSP</Issuer><MRN>12",
+        after: "34</MRN></Message>",
+    },
+];
+
+/// A writer that writes `before` in place, pauses for `stall`, then finishes and closes.
+async fn write_with_a_stall(path: PathBuf, before: &str, after: &str, stall: Duration) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(before.as_bytes()).unwrap();
+    file.flush().unwrap();
+    tokio::time::sleep(stall).await;
+    file.write_all(after.as_bytes()).unwrap();
+    drop(file);
+}
+
+/// Runs one format's stalling writer against its own hub and bridge; the app must see MRN
+/// 1234 and never 12.
+async fn stalled_file_is_read_whole(case: &'static Stalling, mode: Value, stall: Duration) {
+    let hub = Hub::start();
+    let folders = Folders::new();
+    let mut pacs = hub.subscriber("PACS", "Patient-open");
+    let mut inbound = json!({
+        "dir": folders.inbox,
+        "pattern": format!("*.{}", case.extension),
+        "format": case.format,
+        "rules": [{
+            "when": "",
+            "event": "Patient-open",
+            "mrn": case.mrn,
+            "mrn_issuer": case.issuer,
+        }],
+    });
+    for (k, v) in mode.as_object().unwrap() {
+        inbound[k] = v.clone();
+    }
+    let config =
+        json!({ "folder": [{ "name": "RIS", "identifiers": identifiers(), "in": inbound }] });
+    let bridges = hub.bridges(config).await;
+    hub.wait_for_state("RIS", LinkState::Following).await;
+    let path = folders.inbox.join(format!("open.{}", case.extension));
+    write_with_a_stall(path, case.before, case.after, stall).await;
+    let n = pacs.next_of("Patient-open").await;
+    assert_eq!(
+        resource(&n, "patient")["identifier"][0]["value"],
+        "1234",
+        "{} ({mode}): the app was sent a patient read from a file cut short",
+        case.format
+    );
+    folders.gone(&format!("open.{}", case.extension)).await;
+    assert_eq!(hub.current_patient_mrn().as_deref(), Some("1234"));
+    bridges.stop().await;
+}
+
+#[tokio::test]
+async fn watched_a_writer_that_stalls_mid_file_is_read_only_once_it_closes_the_file() {
+    // The stall is far longer than every timer this bridge has (settle_ms).
+    let mode = json!({ "settle_ms": 100 });
+    let stall = Duration::from_millis(1500);
+    let mut runs = tokio::task::JoinSet::new();
+    for case in &STALLING {
+        runs.spawn(stalled_file_is_read_whole(case, mode.clone(), stall));
+    }
+    runs.join_all().await;
+}
+
+#[tokio::test]
+async fn polled_a_stalled_file_waits_for_the_stable_time_and_one_cut_short_is_kept_until_finished()
+{
+    // Polled every 50 ms, a file must look the same for 1.5 s (settle_ms). A pause of 600 ms
+    // (twelve scans) is waited out for every format; one longer than the stable time can only
+    // be caught where the format has an end marker (JSON, XML): the file cut short is kept,
+    // and read once finished. INI and text writers on a share must write, then rename.
+    let mode = json!({ "poll_interval_ms": 50, "settle_ms": 1500 });
+    let mut runs = tokio::task::JoinSet::new();
+    for case in &STALLING {
+        runs.spawn(stalled_file_is_read_whole(
+            case,
+            mode.clone(),
+            Duration::from_millis(600),
+        ));
+    }
+    for case in &STALLING[2..] {
+        runs.spawn(stalled_file_is_read_whole(
+            case,
+            mode.clone(),
+            Duration::from_millis(3000),
+        ));
+    }
+    runs.join_all().await;
+}

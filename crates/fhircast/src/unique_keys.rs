@@ -74,17 +74,20 @@ impl<'de> Visitor<'de> for Unique {
         let mut many: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
             let repeated = if many.is_empty() && few.len() < SCAN_UP_TO {
-                let seen = few.contains(&key);
-                few.push(key.clone());
-                seen
+                few.contains(&key)
             } else {
                 many.extend(few.drain(..));
-                !many.insert(key.clone())
+                many.contains(&key)
             };
             if repeated {
                 return Err(de::Error::custom(format_args!(
                     "the key `{key}` appears twice in one object"
                 )));
+            }
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
             }
             map.next_value_seed(Unique)?;
         }

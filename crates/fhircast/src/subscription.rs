@@ -17,6 +17,8 @@ pub struct SubscriptionRequest {
     pub topic: String,
     /// The requested events, canonical and without repeats, in request order. Empty on unsubscribe.
     pub events: Vec<&'static EventSpec>,
+    /// Requested events this hub does not support, left out of the grant (logged).
+    pub ignored_events: Vec<String>,
     pub lease_seconds: Option<u64>,
     pub channel_endpoint: Option<String>,
     pub subscriber_name: Option<String>,
@@ -98,6 +100,17 @@ impl SubscriptionRequest {
         let pairs: Vec<(String, Value)> = parse_json_object_pairs(body)?;
         let mut params = Params::default();
         for (key, value) in pairs {
+            // Some clients send the lease as `hub.lease`.
+            let key = if key == "hub.lease" {
+                LEASE.to_owned()
+            } else {
+                key
+            };
+            let known = [CHANNEL_TYPE, MODE, TOPIC, EVENTS, LEASE, ENDPOINT, NAME];
+            if !known.contains(&key.as_str()) {
+                // Ignored, as unknown form parameters are, whatever their JSON type.
+                continue;
+            }
             let text = match value {
                 Value::String(s) => s,
                 Value::Number(n) if key == LEASE => n.to_string(),
@@ -139,7 +152,7 @@ impl SubscriptionRequest {
             .transpose()?;
         // hub.events is "Conditional" in STU3: required on subscribe, ignored on unsubscribe
         // (an unsubscribe cancels the whole subscription, it cannot modify it).
-        let events = match mode {
+        let (events, ignored_events) = match mode {
             Mode::Subscribe => parse_events(
                 params
                     .require(EVENTS)
@@ -149,13 +162,14 @@ impl SubscriptionRequest {
                 if channel_endpoint.is_none() {
                     return Err(SubscriptionError::Missing(ENDPOINT));
                 }
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         Ok(SubscriptionRequest {
             mode,
             topic,
             events,
+            ignored_events,
             lease_seconds,
             channel_endpoint,
             subscriber_name,
@@ -163,20 +177,26 @@ impl SubscriptionRequest {
     }
 }
 
-/// Splits a comma-separated event list into canonical events, each once.
-pub fn parse_events(list: &str) -> Result<Vec<&'static EventSpec>, SubscriptionError> {
+/// Splits a comma-separated event list into the canonical events this hub supports, each
+/// once, and the names it does not know. The spec lets a hub grant the supported subset (the
+/// confirmation says what was granted); only a list with none supported is refused.
+pub fn parse_events(
+    list: &str,
+) -> Result<(Vec<&'static EventSpec>, Vec<String>), SubscriptionError> {
     let mut events: Vec<&'static EventSpec> = Vec::new();
+    let mut unknown = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let spec = EventSpec::lookup(name)
-            .ok_or_else(|| SubscriptionError::UnknownEvent(name.to_owned()))?;
-        if !events.iter().any(|e| std::ptr::eq(*e, spec)) {
-            events.push(spec);
+        match EventSpec::lookup(name) {
+            Some(spec) if !events.iter().any(|e| std::ptr::eq(*e, spec)) => events.push(spec),
+            Some(_) => {}
+            None => unknown.push(name.to_owned()),
         }
     }
-    if events.is_empty() {
-        return Err(SubscriptionError::NoEvents);
+    match (events.is_empty(), unknown.first()) {
+        (true, Some(name)) => Err(SubscriptionError::UnknownEvent(name.clone())),
+        (true, None) => Err(SubscriptionError::NoEvents),
+        (false, _) => Ok((events, unknown)),
     }
-    Ok(events)
 }
 
 /// Joins events as the confirmation's comma-separated `hub.events` string.

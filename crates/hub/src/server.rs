@@ -146,6 +146,9 @@ pub fn router(state: HubState) -> Router {
         .route(TOKEN_PATH, post(token))
         .nest(HUB_PATH, hub_routes(get(topic_get)))
         .nest(ALIAS_PATH, hub_routes(alias_get))
+        // `hub.url/` (sandbox.js's default) answers as `hub.url` does.
+        .route(&format!("{HUB_PATH}/"), post(hub_post))
+        .route(&format!("{ALIAS_PATH}/"), post(hub_post))
         .merge(state.extension.clone())
         .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint on this hub") })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
@@ -550,6 +553,8 @@ fn grant_token(
         "scope": issued.scope,
         "hub.url": state.hub_url(),
         "hub.topic": &*issued.topic,
+        // OHIF's FHIRcast service reads `topic`; it costs nothing to say it twice.
+        "topic": &*issued.topic,
     })
     .to_string();
     Ok((body, issued.scope))
@@ -727,6 +732,13 @@ fn subscribe(
         req.channel_endpoint = Some(token.to_owned());
     }
     let mode = req.mode;
+    if !req.ignored_events.is_empty() {
+        tracing::info!(
+            client = %grant.client_id,
+            ignored = %req.ignored_events.join(","),
+            "subscription names events this hub does not support; granted the others"
+        );
+    }
     let outcome = state.engine.subscribe(grant, req).map_err(|error| {
         let status = match error {
             SubscribeError::UnknownTopic | SubscribeError::UnknownEndpoint => StatusCode::NOT_FOUND,

@@ -18,6 +18,8 @@ async fn client_secret_basic_returns_token_with_launch_parameters() {
     assert_eq!(body["scope"], "fhircast/*.read fhircast/*.write");
     assert_eq!(body["hub.url"], hub.hub_url);
     assert_eq!(body["hub.topic"], hub.topic);
+    // OHIF reads `topic`.
+    assert_eq!(body["topic"], hub.topic);
 }
 
 #[tokio::test]

@@ -193,3 +193,38 @@ async fn stu2_bare_array_only_when_enabled() {
     let stu3: Value = on.current(&token).await.json().await.unwrap();
     assert_eq!(stu3["context.type"], "Patient");
 }
+
+#[tokio::test]
+async fn a_trailing_slash_on_the_hub_url_and_the_alias_answers_the_same() {
+    let hub = Hub::start().await;
+    let token = hub.token("app").await;
+    for url in [
+        format!("{}/", hub.hub_url),
+        format!("{}/api/hub/", hub.origin),
+    ] {
+        let response = hub
+            .http
+            .post(&url)
+            .bearer_auth(&token)
+            .form(&[
+                ("hub.channel.type", "websocket"),
+                ("hub.mode", "subscribe"),
+                ("hub.topic", hub.topic.as_str()),
+                ("hub.events", "Patient-open"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{url}");
+        let event = hub.event("Patient-open", patient_context("p1", "1"));
+        let response = hub
+            .http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{url}");
+    }
+}

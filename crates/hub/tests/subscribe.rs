@@ -263,3 +263,71 @@ async fn subscriber_name_shows_up_in_syncerrors_about_it() {
         Arrival::Nothing
     ));
 }
+
+/// Subscribes with a JSON body and returns the confirmation frame.
+async fn json_subscribe(hub: &Hub, token: &str, body: Value) -> Value {
+    let response = hub
+        .http
+        .post(&hub.hub_url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{body}");
+    let endpoint: Value = response.json().await.unwrap();
+    let mut sub = Subscriber::connect(endpoint["hub.channel.endpoint"].as_str().unwrap())
+        .await
+        .unwrap();
+    sub.next().await
+}
+
+#[tokio::test]
+async fn json_subscriptions_take_a_numeric_lease_and_ignore_unknown_keys_of_any_type() {
+    let hub = Hub::start().await;
+    let token = hub.token("app").await;
+    let base = |extra: Value| {
+        let mut body = serde_json::json!({
+            "hub.channel.type": "websocket", "hub.mode": "subscribe", "hub.topic": hub.topic,
+            "hub.events": "Patient-open",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for extra in [
+        serde_json::json!({ "hub.lease_seconds": 600 }),
+        serde_json::json!({ "hub.lease": 600 }),
+    ] {
+        let confirmation = json_subscribe(&hub, &token, base(extra.clone())).await;
+        assert_eq!(confirmation["hub.lease_seconds"], 600, "{extra}");
+    }
+    let confirmation = json_subscribe(
+        &hub,
+        &token,
+        base(serde_json::json!({ "x-client": { "version": 3 }, "retries": 2, "debug": true })),
+    )
+    .await;
+    assert_eq!(confirmation["hub.events"], "Patient-open");
+}
+
+#[tokio::test]
+async fn unknown_events_among_known_ones_are_left_out_of_the_grant() {
+    let hub = Hub::start().await;
+    let token = hub.token("app").await;
+    let sub = hub
+        .subscriber_with_token(
+            &token,
+            "Patient-open,Heartbeat,ImagingStudy-open,Vendor-ping",
+        )
+        .await;
+    assert_eq!(
+        sub.confirmation["hub.events"],
+        "Patient-open,ImagingStudy-open"
+    );
+    // None supported at all is still refused, naming one.
+    let response = hub.subscribe(&token, "Heartbeat,Vendor-ping").await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("Heartbeat"));
+}

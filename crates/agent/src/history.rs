@@ -75,6 +75,25 @@ pub fn open_store(config: &Config) -> Result<Store, StoreError> {
     }
 }
 
+/// Every entry `query` asks for, newest first, however many: the store answers at most
+/// [`HistoryQuery::MAX_LIMIT`] at a time, so larger asks are paged with `before`.
+pub fn query_all(store: &Store, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+    let wanted = query.limit.max(1);
+    let mut page = query.clone();
+    let mut entries = Vec::new();
+    while entries.len() < wanted {
+        page.limit = (wanted - entries.len()).min(HistoryQuery::MAX_LIMIT);
+        let got = store.history(&page)?;
+        let full = got.len() == page.limit;
+        page.before_id = got.last().map(|e| e.id);
+        entries.extend(got);
+        if !full {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
 /// What a refusal to start on a damaged file tells the site to do.
 pub const DAMAGED_REMEDY: &str = "Lockstep did not start, so that no history is lost: keep \
     the file for IT, then move it away (a fresh one is made), or set [history] when_damaged = \

@@ -94,6 +94,7 @@ impl Bench {
                 .split(',')
                 .map(|e| EventSpec::lookup(e).unwrap())
                 .collect(),
+            ignored_events: Vec::new(),
             lease_seconds: None,
             channel_endpoint: None,
             subscriber_name: Some("Measuring app".into()),

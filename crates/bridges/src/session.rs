@@ -180,6 +180,7 @@ impl Session {
             mode: Mode::Subscribe,
             topic: self.inner.topic.to_string(),
             events: events.to_vec(),
+            ignored_events: Vec::new(),
             lease_seconds: Some(self.inner.engine.settings().lease_seconds_max),
             channel_endpoint: endpoint.clone(),
             subscriber_name: Some(self.inner.name.clone()),

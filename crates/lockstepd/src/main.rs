@@ -210,7 +210,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
             )
             .map_err(anyhow::Error::msg)?;
             let store = history::open_store(&config)?;
-            let entries = store.history(&query)?;
+            let entries = history::query_all(&store, &query)?;
             for entry in &entries {
                 if json {
                     println!("{}", serde_json::to_string(entry)?);

@@ -152,3 +152,46 @@ fn cli(config: &str, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+#[test]
+fn history_pages_past_the_store_s_page_size_instead_of_cutting_it_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lockstep.db");
+    {
+        let store = Store::open(&db, StoreOptions::default()).unwrap();
+        let writer = store.writer().unwrap();
+        for n in 0..2500 {
+            let event = json!({ "timestamp": "2026-01-01T00:00:00Z", "id": format!("e{n}"),
+                "event": { "hub.topic": "T", "hub.event": "Patient-open", "context": [] } });
+            writer.record_history(lockstep_store::HistoryRecord::new(
+                "T",
+                "Patient-open",
+                format!("e{n}"),
+                "RIS",
+                event.to_string(),
+            ));
+        }
+        writer.shutdown().unwrap();
+    }
+    let text = config(&db);
+    for (limit, expected) in [(1200, 1200), (5000, 2500)] {
+        let history = cli(&text, &["history", "--json", &format!("limit={limit}")]);
+        assert!(history.status.success());
+        let ids: Vec<String> = String::from_utf8_lossy(&history.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), expected, "limit={limit}");
+        assert_eq!(
+            ids.iter().collect::<HashSet<_>>().len(),
+            expected,
+            "no row twice"
+        );
+        assert_eq!(ids[0], "e2499", "newest first");
+    }
+}

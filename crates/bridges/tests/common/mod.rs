@@ -85,6 +85,7 @@ impl Hub {
                 .split(',')
                 .map(|e| lockstep_fhircast::EventSpec::lookup(e).unwrap())
                 .collect(),
+            ignored_events: Vec::new(),
             lease_seconds: None,
             channel_endpoint: None,
             subscriber_name: Some(name.to_owned()),

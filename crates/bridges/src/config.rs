@@ -208,6 +208,63 @@ const SHELLS: &[&str] = &[
     "cscript",
 ];
 
+/// Programs whose job is to start another program named in their arguments: through one, the
+/// no-shell rule would be one indirection away (`env sh -c …`).
+const LAUNCHERS: &[&str] = &[
+    "env",
+    "nice",
+    "ionice",
+    "nohup",
+    "timeout",
+    "setsid",
+    "stdbuf",
+    "chroot",
+    "xargs",
+    "sudo",
+    "doas",
+    "su",
+    "runuser",
+    "pkexec",
+    "busybox",
+    "toybox",
+    "flatpak-spawn",
+    "rundll32",
+    "mshta",
+    "start",
+];
+
+/// Interpreters, refused when told to run code given as an argument.
+const INTERPRETERS: &[&str] = &[
+    "python",
+    "perl",
+    "ruby",
+    "node",
+    "nodejs",
+    "deno",
+    "php",
+    "lua",
+    "tclsh",
+    "wish",
+    "awk",
+    "gawk",
+    "osascript",
+    "java",
+    "jshell",
+    "Rscript",
+];
+
+/// The flags that make an interpreter run its argument as code.
+const CODE_FLAGS: &[&str] = &[
+    "-c",
+    "-e",
+    "-E",
+    "-r",
+    "--eval",
+    "--command",
+    "--exec",
+    "-x",
+];
+
 /// What a launch bridge does, as read from its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchMode {
@@ -269,11 +326,8 @@ impl LaunchConfig {
                 if program.trim().is_empty() {
                     return Err(problem(at("program"), "must not be empty"));
                 }
-                if is_shell(program) {
-                    return Err(problem(
-                        at("program"),
-                        "a shell is refused: a launch is an argument vector, never a command line",
-                    ));
+                if let Some(why) = refused_program(program, &self.args) {
+                    return Err(problem(at("program"), why));
                 }
                 for (field, args) in [
                     ("args", Some(&self.args)),
@@ -300,13 +354,38 @@ fn is_http(scheme: &str) -> bool {
     scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
 }
 
-fn is_shell(program: &str) -> bool {
+/// Why `program` may not be a launch's program, if it may not: a shell, a program that starts
+/// another one, or an interpreter told to run code from its arguments.
+fn refused_program(program: &str, args: &[String]) -> Option<String> {
     let stem = std::path::Path::new(program)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or(program)
         .to_ascii_lowercase();
-    SHELLS.contains(&stem.as_str())
+    // `python3.11`, `perl5.36`: the name without its version.
+    let name = stem.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let is = |list: &[&str]| {
+        list.iter()
+            .any(|p| p.eq_ignore_ascii_case(name) || p.eq_ignore_ascii_case(&stem))
+    };
+    if is(SHELLS) {
+        return Some(
+            "a shell is refused: a launch is an argument vector, never a command line".into(),
+        );
+    }
+    if is(LAUNCHERS) {
+        return Some(format!(
+            "`{stem}` starts the program named in its arguments, which would get around the \
+             no-shell rule: name the program itself"
+        ));
+    }
+    if is(INTERPRETERS) && args.iter().any(|a| CODE_FLAGS.contains(&a.as_str())) {
+        return Some(format!(
+            "`{stem}` with code in its arguments is refused: a launch runs a program, not a \
+             script given inline (point `program` at a script file instead)"
+        ));
+    }
+    None
 }
 
 /// Reads event names that must all be `*-open`.
@@ -657,6 +736,27 @@ mod tests {
         let err = launch(shell).unwrap_err();
         assert_eq!(err.key, "bridges.launch[0].program");
         assert!(err.reason.contains("shell"), "{err}");
+
+        // The common ways around the rule are refused too.
+        for (program, args) in [
+            ("/usr/bin/env", r#"["sh","-c","viewer {study.uid}"]"#),
+            ("nice", r#"["-n","5","/bin/bash","-c","x"]"#),
+            ("/usr/bin/timeout", r#"["5","sh","-c","x"]"#),
+            ("sudo", r#"["/opt/viewer"]"#),
+            ("busybox", r#"["sh","-c","x"]"#),
+            ("/usr/bin/python3.11", r#"["-c","import os"]"#),
+            ("perl", r#"["-e","system 1"]"#),
+            ("rundll32.exe", r#"["url.dll,FileProtocolHandler"]"#),
+        ] {
+            let config = format!(
+                r#"{{"bridges":{{"launch":[{{"name":"v","program":"{program}","args":{args}}}]}}}}"#
+            );
+            let err = launch(&config).unwrap_err();
+            assert_eq!(err.key, "bridges.launch[0].program", "{program}");
+        }
+        // An interpreter running a script file is a program like another.
+        let script = r#"{"bridges":{"launch":[{"name":"v","program":"python3","args":["/opt/open-study.py","{study.uid}"]}]}}"#;
+        assert!(launch(script).is_ok());
 
         let both =
             r#"{"bridges":{"launch":[{"name":"v","program":"/opt/v","url":"https://h/x"}]}}"#;

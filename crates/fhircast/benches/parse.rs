@@ -41,7 +41,10 @@ fn main() {
             serde_json::from_slice(std::hint::black_box(body.as_bytes()));
         std::hint::black_box(pass.is_ok());
     });
-    println!("event of {} bytes, medians of {ROUNDS} rounds of {PER_ROUND}", body.len());
+    println!(
+        "event of {} bytes, medians of {ROUNDS} rounds of {PER_ROUND}",
+        body.len()
+    );
     println!("ContextChange::parse (with the duplicate-key pass): {parse:>8.0} ns");
     println!("one bare pass over the body (serde IgnoredAny):     {one_pass:>8.0} ns");
 }

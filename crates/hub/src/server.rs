@@ -326,6 +326,19 @@ async fn guard_request(State(state): State<HubState>, request: Request, next: Ne
             "unexpected Host header: this hub answers only on its loopback address",
         );
     }
+    // Refused on its headers, before the body is read: a client that sent `Expect:
+    // 100-continue` is told 413 at once instead of being invited to send it.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = state.engine.settings().max_body_bytes;
+    if declared.is_some_and(|bytes| bytes > limit as u64) {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than this hub accepts ({limit} bytes)"),
+        );
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|origin| {
             state

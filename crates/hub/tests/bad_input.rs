@@ -197,3 +197,30 @@ async fn a_key_repeated_inside_a_resource_is_refused_not_relayed() {
     assert_eq!(response.status(), 202);
     assert_eq!(sub.next().await["id"], "dup-1");
 }
+
+#[tokio::test]
+async fn expect_100_continue_with_an_oversized_length_gets_413_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = Hub::start().await;
+    let token = hub.token("app").await;
+    let mut stream = tokio::net::TcpStream::connect(hub.address()).await.unwrap();
+    let request = format!(
+        "POST /fhircast HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2000000000\r\n\
+         Expect: 100-continue\r\n\r\n",
+        hub.address()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // No body follows: the answer must come on the headers alone, and not invite the body.
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let status_line = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        status_line.starts_with("HTTP/1.1 413"),
+        "{}",
+        status_line.lines().next().unwrap_or_default()
+    );
+}

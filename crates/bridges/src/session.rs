@@ -6,7 +6,7 @@
 use crate::{Board, BridgeError, LinkState};
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
-use lockstep_hub::engine::{BridgeReport, CloseOrder, Connection};
+use lockstep_hub::engine::{BridgeReport, CloseOrder, Connection, SocketEnd};
 use lockstep_hub::{Engine, EngineEvent, TokenGrant};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -287,7 +287,7 @@ impl Feed {
         tracing::info!(bridge = %self.session.name(), "joining the session again: {why}");
         self.session
             .engine()
-            .socket_closed(&self.endpoint, Some(1000));
+            .socket_closed(&self.endpoint, SocketEnd::Closed(1000));
         let (endpoint, connection) = self.session.subscribe(&self.events, None)?;
         self.endpoint = endpoint;
         self.connection = connection;
@@ -300,7 +300,7 @@ impl Drop for Feed {
     fn drop(&mut self) {
         self.session
             .engine()
-            .socket_closed(&self.endpoint, Some(1000));
+            .socket_closed(&self.endpoint, SocketEnd::Closed(1000));
     }
 }
 

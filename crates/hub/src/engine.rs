@@ -43,6 +43,8 @@ const READ_BEFORE_BLAME: Duration = Duration::from_secs(1);
 pub const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code for a subscriber dropped for a policy reason (too slow, unresponsive).
 pub const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code for a frame over `hub.max_body_bytes` (RFC 6455: message too big).
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 type SubId = u64;
 
@@ -199,6 +201,17 @@ pub enum ConnectError {
     UnknownEndpoint,
     #[error("this channel endpoint already has a connected socket")]
     AlreadyConnected,
+}
+
+/// How a subscriber's socket ended, as its task saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketEnd {
+    /// The app sent a Close frame with this code (1000 when it gave none).
+    Closed(u16),
+    /// The connection broke, or went silent, without a Close frame.
+    Lost,
+    /// The app sent a frame over `hub.max_body_bytes`; the hub closed with [`CLOSE_TOO_BIG`].
+    TooLarge,
 }
 
 /// What the socket task is told to do when the engine ends a subscription.
@@ -841,9 +854,8 @@ impl Engine {
         }
     }
 
-    /// The socket of an endpoint closed; `code` is the close code it sent, `None` when the
-    /// connection broke without a close frame.
-    pub fn socket_closed(&self, endpoint: &str, code: Option<u16>) {
+    /// The socket of an endpoint closed, and how.
+    pub fn socket_closed(&self, endpoint: &str, end: SocketEnd) {
         let Some((topic, id)) = self.inner.endpoints.lock().get(endpoint).cloned() else {
             return;
         };
@@ -852,12 +864,20 @@ impl Engine {
             return;
         };
         // Closing with 1000/1001 is a normal goodbye; anything else is worth a SyncError (spec 2-5).
-        if !matches!(code, Some(1000 | 1001)) {
+        let how = match end {
+            SocketEnd::Closed(1000 | 1001) => None,
+            SocketEnd::Closed(code) => {
+                Some(format!("closed its connection abnormally (code {code})"))
+            }
+            SocketEnd::Lost => Some("lost its connection without closing it".to_owned()),
+            SocketEnd::TooLarge => Some(format!(
+                "sent a WebSocket frame over the hub's limit of {} bytes (hub.max_body_bytes); \
+                 the hub closed its connection with code {CLOSE_TOO_BIG}",
+                self.settings().max_body_bytes
+            )),
+        };
+        if let Some(how) = how {
             let name = sub.info.name.clone();
-            let how = match code {
-                Some(code) => format!("closed its connection abnormally (code {code})"),
-                None => "lost its connection without closing it".to_owned(),
-            };
             let diagnostics = format!("{name} {how}");
             self.send_sync_error(&topic, &mut state, Some(id), "", "", &name, &diagnostics);
         }

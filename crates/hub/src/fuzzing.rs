@@ -123,7 +123,7 @@ pub fn websocket_frames(data: &[u8]) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(settings.max_body_bytes))
         .max_frame_size(Some(settings.max_body_bytes))
-        .read_buffer_size(crate::server::WEBSOCKET_READ_BUFFER_BYTES);
+        .read_buffer_size(crate::socket::WEBSOCKET_READ_BUFFER_BYTES);
     let mut socket = WebSocket::from_raw_socket(
         Peer {
             input: Cursor::new(data),
@@ -141,7 +141,7 @@ pub fn websocket_frames(data: &[u8]) {
     while let Ok(frame) = connection.frames.try_recv() {
         serde_json::from_str::<Value>(frame.as_str()).expect("the hub only queues JSON");
     }
-    engine.socket_closed(&endpoint, Some(1000));
+    engine.socket_closed(&endpoint, crate::engine::SocketEnd::Closed(1000));
 }
 
 /// A token request: the first line is the `Authorization` header, the rest the form body.

@@ -17,6 +17,7 @@ mod contexts;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+mod socket;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};
 pub use engine::{

@@ -6,14 +6,11 @@
 
 use crate::auth::{Authority, TokenError, TokenGrant};
 use crate::connections::{self, ConnectionPolicy};
-use crate::engine::{
-    CloseOrder, ConnectError, Connection, CurrentContext, Engine, EngineEvent, PublishError,
-    SubscribeError,
-};
+use crate::engine::{CurrentContext, Engine, EngineEvent, PublishError, SubscribeError};
+use crate::socket::OpenSockets;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -21,14 +18,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use base64::Engine as _;
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use lockstep_fhircast::{ContextChange, EventSpec, FHIRCAST_VERSION, SubscriptionRequest};
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -64,6 +59,8 @@ pub struct HubState {
     pub on_record: Option<OnRecord>,
     /// Per-client request rates (`hub.requests_per_second_per_client`).
     pub limits: Arc<Limits>,
+    /// The subscriber sockets still open (a stopping hub lets them finish closing).
+    pub(crate) sockets: OpenSockets,
     /// The certificate served when TLS is configured; `serve` loads it from the configured
     /// files when this is `None`.
     pub tls: Option<TlsConfig>,
@@ -105,6 +102,7 @@ impl HubState {
             extension: Router::new(),
             on_record: None,
             limits,
+            sockets: OpenSockets::default(),
             tls: None,
             engine,
             authority,
@@ -169,7 +167,7 @@ fn hub_routes(get_context: MethodRouter<HubState>) -> Router<HubState> {
             "/.well-known/fhircast-configuration",
             get(fhircast_configuration),
         )
-        .route("/ws/{endpoint}", get(websocket))
+        .route("/ws/{endpoint}", get(crate::socket::websocket))
         .route("/{topic}", get_context.post(topic_post))
 }
 
@@ -211,10 +209,12 @@ pub async fn serve(
         server.await.map_err(std::io::Error::other)??;
     }
     policy.drained().await;
+    // Each socket sends its denial and Close and waits (bounded) for the app's Close.
+    state.sockets.all_closed(settings.ack_timeout()).await;
     Ok(())
 }
 
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -823,286 +823,4 @@ fn current_context(
         .engine
         .current_context(grant, topic)
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown topic"))
-}
-
-async fn websocket(
-    State(state): State<HubState>,
-    Path(endpoint): Path<String>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    // The endpoint is checked before the upgrade: an unknown or busy endpoint gets no socket.
-    let connection = match state.engine.connect(&endpoint) {
-        Ok(connection) => connection,
-        Err(error @ ConnectError::UnknownEndpoint) => {
-            // Guessing endpoints draws on the allowance for failed credentials.
-            if let Err(limited) = state.limits.unauthenticated() {
-                return Refusal::from(limited).into_response();
-            }
-            return text(StatusCode::NOT_FOUND, error.to_string());
-        }
-        Err(error @ ConnectError::AlreadyConnected) => {
-            return text(StatusCode::CONFLICT, error.to_string());
-        }
-    };
-    let engine = state.engine.clone();
-    let max = state.engine.settings().max_body_bytes;
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(WEBSOCKET_READ_BUFFER_BYTES)
-        .on_failed_upgrade({
-            let engine = engine.clone();
-            let endpoint = endpoint.clone();
-            move |_| engine.socket_closed(&endpoint, Some(1000))
-        })
-        .on_upgrade(move |socket| socket_with_deadline(socket, connection, engine))
-}
-
-/// The read buffer of each hub socket. tungstenite's default (128 KiB) is zero-filled before
-/// every read: for `{id, status}` replies of tens of bytes that memset was most of the hub's CPU
-/// under load and most of an idle subscriber's memory. Larger frames still grow the buffer.
-pub(crate) const WEBSOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
-
-/// Runs [`run_socket`], but once the engine has ended the subscription (unsubscribed, lease
-/// over, too slow, hub stopping) gives the socket `hub.ack_timeout_seconds` to say goodbye and
-/// then drops it. A peer that stops reading would otherwise keep the socket task stuck in a
-/// write, holding a connection the subscription caps no longer count.
-async fn socket_with_deadline(socket: WebSocket, mut connection: Connection, engine: Engine) {
-    let grace = engine.settings().ack_timeout();
-    let (forward, order) = tokio::sync::oneshot::channel();
-    let from_engine = std::mem::replace(&mut connection.close, order);
-    let ended = async move {
-        // Whether an order came or the engine dropped its end, the subscription is over.
-        if let Ok(close) = from_engine.await {
-            let _ = forward.send(close);
-        }
-    };
-    let socket = run_socket(socket, connection, engine);
-    tokio::pin!(socket);
-    tokio::select! {
-        // The engine sends its order before it drops the subscription's queue: forwarding the
-        // order first keeps the socket from seeing the queue end before the order (which would
-        // skip the denial frame).
-        biased;
-        () = ended => {
-            if tokio::time::timeout(grace, socket).await.is_err() {
-                tracing::debug!("dropped a socket whose peer stopped reading");
-            }
-        }
-        () = &mut socket => {}
-    }
-}
-
-/// Drives one subscriber socket: reads replies, pings, writes what had to wait, and closes when
-/// the engine orders it or the peer goes away.
-///
-/// Frames usually do not pass through this task: the engine writes each one through the
-/// socket's [`SocketOutlet`] as it publishes (no task or thread to wake per subscriber, and the
-/// frame leaves before the publishing request is answered). The task writes what the engine had
-/// to queue instead, and finishes writes the socket could not take at once.
-async fn run_socket(socket: WebSocket, mut connection: Connection, engine: Engine) {
-    let (sink, mut stream) = socket.split();
-    let outlet = Arc::new(SocketOutlet {
-        wire: parking_lot::Mutex::new(Wire { sink, busy: false }),
-        unfinished: tokio::sync::Notify::new(),
-    });
-    let ping_every = engine.settings().ping_interval();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut last_heard = Instant::now();
-    let endpoint = connection.endpoint.clone();
-    engine.attach_outlet(&endpoint, outlet.clone());
-    let read_now = connection.read_now.clone();
-    let frames = &mut connection.frames;
-    let close_code = loop {
-        tokio::select! {
-            biased;
-            order = &mut connection.close => {
-                if let Ok(CloseOrder { denial, code, reason }) = order {
-                    let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-                    for message in denial.map(Message::Text).into_iter().chain([close]) {
-                        if outlet.write(Some(message), None).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                // The engine already removed the subscription.
-                return;
-            }
-            queued = outlet.next_queued(frames) => match queued {
-                Some(frame) => {
-                    if outlet.write(Some(Message::Text(frame)), Some(frames)).await.is_err() {
-                        break None;
-                    }
-                }
-                None => return,
-            },
-            () = outlet.unfinished.notified() => {
-                if outlet.write(None, Some(frames)).await.is_err() {
-                    break None;
-                }
-            }
-            () = read_now.notified() => {
-                // An acknowledgement is overdue: read what the app already sent before the
-                // engine may blame it.
-                let mut ended = None;
-                while let Some(incoming) = stream.next().now_or_never() {
-                    last_heard = Instant::now();
-                    if let Heard::Ended(code) = heard(&engine, &endpoint, incoming) {
-                        ended = Some(code);
-                        break;
-                    }
-                }
-                if let Some(code) = ended {
-                    break code;
-                }
-                engine.read_everything_sent(&endpoint);
-            }
-            incoming = stream.next() => {
-                last_heard = Instant::now();
-                if let Heard::Ended(code) = heard(&engine, &endpoint, incoming) {
-                    break code;
-                }
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
-                    tracing::info!("a subscriber stopped answering pings; treating it as gone");
-                    break None;
-                }
-                if outlet.write(Some(Message::Ping(Bytes::new())), Some(frames)).await.is_err() {
-                    break None;
-                }
-            }
-        }
-    };
-    engine.socket_closed(&endpoint, close_code);
-}
-
-/// What a frame from the app (or the end of its stream) means for the socket.
-enum Heard {
-    More,
-    /// The socket is over: the close code of an orderly goodbye, `None` when it broke off.
-    Ended(Option<u16>),
-}
-
-fn heard(engine: &Engine, endpoint: &str, incoming: Option<Result<Message, axum::Error>>) -> Heard {
-    match incoming {
-        Some(Ok(Message::Text(text))) => engine.reply(endpoint, text.as_str()),
-        // A close frame without a status is still an orderly goodbye, like 1000.
-        Some(Ok(Message::Close(frame))) => {
-            return Heard::Ended(Some(frame.map_or(1000, |f| f.code)));
-        }
-        Some(Ok(_)) => {}
-        Some(Err(_)) | None => return Heard::Ended(None),
-    }
-    Heard::More
-}
-
-/// The write half of a subscriber socket, shared by its task and the engine's direct path.
-struct SocketOutlet {
-    wire: parking_lot::Mutex<Wire>,
-    /// Signalled when the direct path left a frame in the sink for the task to finish.
-    unfinished: tokio::sync::Notify,
-}
-
-struct Wire {
-    sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    /// The task owns the sink (it is writing, or waiting for the socket to drain): the direct
-    /// path must queue behind it. Waiting is left to the task alone because only its waker
-    /// will be woken when the socket drains.
-    busy: bool,
-}
-
-impl crate::engine::Outlet for SocketOutlet {
-    fn try_write(&self, frame: &crate::engine::FrameText) -> bool {
-        use std::task::{Context, Poll, Waker};
-        // The task holds the wire only for a poll, never across a wait: contention means it
-        // is writing, and the frame belongs behind what it writes.
-        let Some(mut wire) = self.wire.try_lock() else {
-            return false;
-        };
-        if wire.busy {
-            return false;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        if !matches!(wire.sink.poll_ready_unpin(&mut cx), Poll::Ready(Ok(()))) {
-            return false;
-        }
-        // From here on the frame is the sink's: a failed write means the socket is gone,
-        // which its task learns from the read side.
-        if wire
-            .sink
-            .start_send_unpin(Message::Text(frame.clone()))
-            .is_ok()
-            && wire.sink.poll_flush_unpin(&mut cx).is_pending()
-        {
-            wire.busy = true;
-            drop(wire);
-            self.unfinished.notify_one();
-        }
-        true
-    }
-}
-
-impl SocketOutlet {
-    /// The next queued frame; taken under the wire's lock and marking it busy, so the direct
-    /// path cannot overtake a frame between the queue and the socket.
-    fn next_queued<'a>(
-        &'a self,
-        frames: &'a mut tokio::sync::mpsc::Receiver<crate::engine::FrameText>,
-    ) -> impl Future<Output = Option<crate::engine::FrameText>> + 'a {
-        use std::task::Poll;
-        std::future::poll_fn(move |cx| {
-            let mut wire = self.wire.lock();
-            let polled = frames.poll_recv(cx);
-            if let Poll::Ready(Some(_)) = polled {
-                wire.busy = true;
-            }
-            polled
-        })
-    }
-
-    /// Writes `first`, then everything queued behind it, and flushes; the wire goes back to the
-    /// direct path only once nothing is left queued.
-    async fn write(
-        &self,
-        first: Option<Message>,
-        mut frames: Option<&mut tokio::sync::mpsc::Receiver<crate::engine::FrameText>>,
-    ) -> Result<(), axum::Error> {
-        use std::task::Poll;
-        let mut next = first;
-        std::future::poll_fn(|cx| {
-            let mut wire = self.wire.lock();
-            wire.busy = true;
-            loop {
-                if next.is_none() {
-                    next = frames
-                        .as_deref_mut()
-                        .and_then(|f| f.try_recv().ok())
-                        .map(Message::Text);
-                }
-                if let Some(message) = next.take() {
-                    match wire.sink.poll_ready_unpin(cx) {
-                        Poll::Ready(Ok(())) => wire.sink.start_send_unpin(message)?,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {
-                            next = Some(message);
-                            return Poll::Pending;
-                        }
-                    }
-                    continue;
-                }
-                match wire.sink.poll_flush_unpin(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    other => return other,
-                }
-                // Frames queued while this flush waited go out before the direct path resumes.
-                if frames.as_deref().is_some_and(|f| !f.is_empty()) {
-                    continue;
-                }
-                wire.busy = false;
-                return Poll::Ready(Ok(()));
-            }
-        })
-        .await
-    }
 }

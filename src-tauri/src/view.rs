@@ -283,6 +283,7 @@ fn state_label(state: &str) -> &'static str {
     match state {
         "pending" => "Connecting",
         "following" => "Following",
+        "following-unacknowledged" => "Following, no acknowledgements",
         "refused" => "Refused the last change",
         "unresponsive" => "Not answering",
         "gone" => "Disconnected",

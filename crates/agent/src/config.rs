@@ -141,6 +141,19 @@ pub struct AppConfig {
     /// Shown in the UI and in SyncErrors; the client id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// False for an app known never to answer events with `{id, status}` (OHIF's FHIRcast
+    /// service): its events are not awaited and its silence raises no SyncError. Otherwise it
+    /// is dropped after every `ack_timeout_seconds`, re-subscribes, and is dropped again.
+    #[serde(default = "acknowledges_by_default", skip_serializing_if = "is_true")]
+    pub acknowledges: bool,
+}
+
+fn acknowledges_by_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 // Hand-written so that a `{:?}` of the configuration (a log line, a test failure) never
@@ -156,6 +169,7 @@ impl fmt::Debug for AppConfig {
             .field("client_secret_key", &self.client_secret_key)
             .field("scopes", &self.scopes)
             .field("name", &self.name)
+            .field("acknowledges", &self.acknowledges)
             .finish()
     }
 }

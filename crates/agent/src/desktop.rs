@@ -22,7 +22,8 @@ pub struct LinkView {
     pub client_id: String,
     /// `app` or `bridge`.
     pub kind: &'static str,
-    /// `pending`, `following`, `refused`, `unresponsive`, `gone` (apps); bridges add
+    /// `pending`, `following`, `following-unacknowledged` (an app registered with
+    /// `acknowledges = false`), `refused`, `unresponsive`, `gone` (apps); bridges add
     /// `unconfirmed`, `broken`, `off`.
     pub state: &'static str,
     /// The last SyncError about it, in plain words.
@@ -321,6 +322,7 @@ impl Desktop {
             client_secret_key: in_keyring.then(|| key.clone()),
             scopes,
             name: Some(name.to_owned()),
+            acknowledges: true,
         };
         let result = self.edit_apps(|apps| {
             apps.push(app.clone());
@@ -478,7 +480,7 @@ async fn follow_links(desktop: Arc<Desktop>, mut events: broadcast::Receiver<Eng
             }) if topic == desktop.topic => {
                 for link in links.values_mut().filter(|l| l.name == about) {
                     link.detail = Some(diagnostics.clone());
-                    link.problem = link.state != "following";
+                    link.problem = !matches!(link.state, "following" | "following-unacknowledged");
                 }
             }
             Ok(EngineEvent::Bridge {
@@ -529,6 +531,7 @@ fn update(
     let name = match state {
         LinkState::Pending => "pending",
         LinkState::Following => "following",
+        LinkState::FollowingUnacknowledged => "following-unacknowledged",
         LinkState::Refused { .. } => "refused",
         LinkState::Unresponsive => "unresponsive",
         LinkState::Gone => "gone",
@@ -541,10 +544,10 @@ fn update(
             previous.is_some_and(|p| p.problem)
                 || detail.as_deref().is_some_and(|d| d != "unsubscribed")
         }
-        LinkState::Pending | LinkState::Following => false,
+        LinkState::Pending | LinkState::Following | LinkState::FollowingUnacknowledged => false,
     };
     let detail = match state {
-        LinkState::Following | LinkState::Pending => None,
+        LinkState::Following | LinkState::FollowingUnacknowledged | LinkState::Pending => None,
         _ => detail.or_else(|| previous.and_then(|p| p.detail.clone())),
     };
     links.insert(

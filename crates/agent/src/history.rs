@@ -176,7 +176,12 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 (LinkState::Gone, Some("lease expired")) => AuditKind::SubscriptionExpired,
                 (LinkState::Gone | LinkState::Unresponsive, _) => AuditKind::Unsubscribed,
                 // Refusals and recoveries are in the delivery rows.
-                (LinkState::Following | LinkState::Refused { .. }, _) => return,
+                (
+                    LinkState::Following
+                    | LinkState::FollowingUnacknowledged
+                    | LinkState::Refused { .. },
+                    _,
+                ) => return,
             };
             let why = detail.as_deref().unwrap_or(match state {
                 LinkState::Pending => "subscribed",
@@ -368,6 +373,7 @@ impl History {
             topic: self.topic.clone(),
             scopes: ScopeSet::parse(&format!("fhircast/{}.write", spec.name)).unwrap_or_default(),
             expires_at: Instant::now() + Duration::from_secs(60),
+            acknowledges: true,
         };
         self.engine
             .publish(&grant, change)

@@ -181,6 +181,7 @@ fn resolve_clients(
                 scopes: ScopeSet::from_iter_checked(app.scopes.iter().map(String::as_str))
                     .unwrap_or_default(),
                 name: app.display_name().to_owned(),
+                acknowledges: app.acknowledges,
             })
         })
         .collect()

@@ -19,6 +19,13 @@ client_id = "ris"
 client_secret = "secret-for-tests"
 scopes = ["fhircast/*.read", "fhircast/*.write"]
 name = "RIS"
+
+[[apps]]
+client_id = "ohif"
+client_secret = "secret-for-ohif"
+scopes = ["fhircast/*.read", "fhircast/*.write"]
+name = "OHIF"
+acknowledges = false
 "#;
 
 struct Setup {
@@ -349,5 +356,30 @@ async fn a_policy_that_sets_the_apps_locks_the_list() {
             .await,
         Err(DesktopError::Locked { .. })
     ));
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_app_that_never_acknowledges_shows_as_following_without_acknowledgements() {
+    let s = start().await;
+    let ohif = HubClient::sign_in(&s.origin(), "ohif", "secret-for-ohif", None)
+        .await
+        .unwrap();
+    let mut links = s.agent.watch_links();
+    let mut status = s.agent.watch_status();
+    let mut viewer = ohif.subscribe("Patient-open", None).await.unwrap();
+    let shown = wait_for(&mut links, "OHIF following", |l| {
+        l.iter().any(|v| v.name == "OHIF" && v.state != "pending")
+    })
+    .await;
+    let link = shown.iter().find(|v| v.name == "OHIF").unwrap();
+    assert_eq!(link.state, "following-unacknowledged");
+    assert!(!link.problem);
+    ohif.publish("Patient-open", patient("p1"), None)
+        .await
+        .unwrap();
+    viewer.next_frame().await.unwrap();
+    // Its silence is not a problem for the tray.
+    wait_for(&mut status, "patient", |st| *st == TrayStatus::Patient).await;
     s.agent.shutdown().await;
 }

@@ -28,6 +28,7 @@ fn config(db: &Path) -> Config {
         client_secret_key: None,
         scopes: vec!["fhircast/*.read".into(), "fhircast/*.write".into()],
         name: Some("RIS".into()),
+        acknowledges: true,
     }];
     config
 }

@@ -19,6 +19,7 @@ fn config(db: &std::path::Path) -> Config {
         client_secret_key: None,
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         name: Some(format!("{id} app")),
+        acknowledges: true,
     };
     config.apps = vec![
         app("ris", &["fhircast/*.read", "fhircast/*.write"]),

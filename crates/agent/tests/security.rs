@@ -19,6 +19,7 @@ fn config(data: &tempfile::TempDir) -> Config {
         client_secret_key: Some("lockstep-ris".into()),
         scopes: vec!["fhircast/*.read".into()],
         name: None,
+        acknowledges: true,
     }];
     config
 }

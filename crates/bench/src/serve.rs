@@ -63,6 +63,7 @@ pub fn hub(topics: usize) -> anyhow::Result<()> {
             client_secret: CLIENT_SECRET.into(),
             scopes: ScopeSet::parse("fhircast/*.read fhircast/*.write")?,
             name: "Bench".into(),
+            acknowledges: true,
         };
         let authority = Arc::new(Authority::new(
             vec![client.clone()],

@@ -57,6 +57,7 @@ impl Bench {
             topic: self.topic.clone(),
             scopes: ScopeSet::parse("fhircast/*.write fhircast/*.read").unwrap(),
             expires_at: Instant::now() + Duration::from_secs(3600),
+            acknowledges: true,
         }
     }
 

@@ -54,6 +54,7 @@ impl Session {
             scopes: ScopeSet::from_iter_checked(scopes.iter().map(String::as_str))
                 .unwrap_or_default(),
             expires_at: Instant::now() + GRANT_LIFETIME,
+            acknowledges: true,
         };
         Session {
             inner: Arc::new(SessionInner {

@@ -31,6 +31,8 @@ pub enum SubscriptionError {
     Repeated(String),
     #[error("missing required parameter `{0}`")]
     Missing(&'static str),
+    #[error("`hub.channel.endpoint` and `endpoint` name two different endpoints")]
+    TwoEndpoints,
     #[error("`hub.channel.type` must be `websocket` (STU3 has no other channel), got `{0}`")]
     ChannelType(String),
     #[error("`hub.mode` must be `subscribe` or `unsubscribe`, got `{0}`")]
@@ -53,6 +55,8 @@ const TOPIC: &str = "hub.topic";
 const EVENTS: &str = "hub.events";
 const LEASE: &str = "hub.lease_seconds";
 const ENDPOINT: &str = "hub.channel.endpoint";
+/// What `@medplum/core` names the endpoint of its unsubscribe requests.
+const ENDPOINT_ALIAS: &str = "endpoint";
 const NAME: &str = "subscriber.name";
 
 /// The raw parameters of a request, each present at most once.
@@ -106,7 +110,16 @@ impl SubscriptionRequest {
             } else {
                 key
             };
-            let known = [CHANNEL_TYPE, MODE, TOPIC, EVENTS, LEASE, ENDPOINT, NAME];
+            let known = [
+                CHANNEL_TYPE,
+                MODE,
+                TOPIC,
+                EVENTS,
+                LEASE,
+                ENDPOINT,
+                ENDPOINT_ALIAS,
+                NAME,
+            ];
             if !known.contains(&key.as_str()) {
                 // Ignored, as unknown form parameters are, whatever their JSON type.
                 continue;
@@ -141,7 +154,12 @@ impl SubscriptionRequest {
             other => return Err(SubscriptionError::Mode(other.to_owned())),
         };
         let topic = params.require(TOPIC)?.to_owned();
-        let channel_endpoint = params.get(ENDPOINT).map(str::to_owned);
+        let channel_endpoint = match (params.get(ENDPOINT), params.get(ENDPOINT_ALIAS)) {
+            (Some(endpoint), Some(alias)) if endpoint != alias => {
+                return Err(SubscriptionError::TwoEndpoints);
+            }
+            (endpoint, alias) => endpoint.or(alias).map(str::to_owned),
+        };
         let subscriber_name = params.get(NAME).map(str::to_owned);
         let lease_seconds = params
             .get(LEASE)
@@ -250,6 +268,22 @@ mod tests {
         assert_eq!(req.mode, Mode::Subscribe);
         assert_eq!(join_events(&req.events), "Patient-open,ImagingStudy-open");
         assert_eq!(req.lease_seconds, None);
+    }
+
+    #[test]
+    fn an_unsubscribe_may_name_its_endpoint_endpoint_as_medplum_does() {
+        let body = "hub.channel.type=websocket&hub.mode=unsubscribe&hub.topic=T\
+                    &hub.events=Patient-open&endpoint=ws%3A%2F%2Fh%2Fws%2Fabc";
+        let req = SubscriptionRequest::from_form(body.as_bytes()).unwrap();
+        assert_eq!(req.channel_endpoint.as_deref(), Some("ws://h/ws/abc"));
+        // Both names, naming two endpoints: which one is meant cannot be told.
+        let both = format!("{body}&hub.channel.endpoint=ws%3A%2F%2Fh%2Fws%2Fother");
+        assert_eq!(
+            SubscriptionRequest::from_form(both.as_bytes()).unwrap_err(),
+            SubscriptionError::TwoEndpoints
+        );
+        let same = format!("{body}&hub.channel.endpoint=ws%3A%2F%2Fh%2Fws%2Fabc");
+        assert!(SubscriptionRequest::from_form(same.as_bytes()).is_ok());
     }
 
     #[test]

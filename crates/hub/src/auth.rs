@@ -23,6 +23,10 @@ pub struct ClientRegistration {
     pub scopes: ScopeSet,
     /// Shown in the UI and in SyncErrors.
     pub name: String,
+    /// Whether the app answers every event with `{id, status}`. False only for apps known never
+    /// to reply (OHIF's FHIRcast service): their events are then not awaited, and their silence
+    /// raises no SyncError.
+    pub acknowledges: bool,
 }
 
 // Hand-written so that a stray `{:?}` in a log line never prints a secret.
@@ -33,6 +37,7 @@ impl std::fmt::Debug for ClientRegistration {
             .field("client_secret", &"<redacted>")
             .field("scopes", &self.scopes)
             .field("name", &self.name)
+            .field("acknowledges", &self.acknowledges)
             .finish()
     }
 }
@@ -46,6 +51,8 @@ pub struct TokenGrant {
     pub topic: Arc<str>,
     pub scopes: ScopeSet,
     pub expires_at: Instant,
+    /// From the client's registration: whether its events are awaited.
+    pub acknowledges: bool,
 }
 
 impl TokenGrant {
@@ -207,6 +214,7 @@ impl Authority {
             topic: topic.clone(),
             scopes,
             expires_at: Instant::now() + self.lifetime,
+            acknowledges: client.acknowledges,
         });
         let scope = grant.scopes.to_string();
         let mut tokens = self.tokens.lock();
@@ -271,6 +279,7 @@ mod tests {
                 client_secret: "s3cret".into(),
                 scopes: ScopeSet::parse("fhircast/*.read fhircast/Patient-open.write").unwrap(),
                 name: "Radiology worklist".into(),
+                acknowledges: true,
             }],
             lifetime,
         )

@@ -43,10 +43,22 @@ const READ_BEFORE_BLAME: Duration = Duration::from_secs(1);
 pub const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code for a subscriber dropped for a policy reason (too slow, unresponsive).
 pub const CLOSE_POLICY: u16 = 1008;
+/// How many of the latest events sent to an app that does not acknowledge are remembered, so a
+/// refusal it does send is still matched to its event (and raises its SyncError).
+const UNAWAITED_REMEMBERED: usize = 64;
 /// WebSocket close code for a frame over `hub.max_body_bytes` (RFC 6455: message too big).
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
 type SubId = u64;
+
+/// Records an event sent to a subscriber, to match its reply. For an app that does not
+/// acknowledge, only the latest few are kept: it may never reply to any.
+fn remember_sent(awaiting: &mut VecDeque<Awaiting>, acknowledges: bool, sent: Awaiting) {
+    if !acknowledges && awaiting.len() >= UNAWAITED_REMEMBERED {
+        awaiting.pop_front();
+    }
+    awaiting.push_back(sent);
+}
 
 /// How a subscriber is keeping up with the session, as the tray and history show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +67,9 @@ pub enum LinkState {
     Pending,
     /// Connected, and every notification so far acknowledged with 2xx (or not yet due).
     Following,
+    /// Connected and sent every notification, but not expected to acknowledge any: the site
+    /// registered the app as one that never replies (`acknowledges = false`).
+    FollowingUnacknowledged,
     /// Answered a notification with a non-2xx status.
     Refused { status: u16 },
     /// Did not answer within the acknowledgement deadline, or could not keep up; unsubscribed.
@@ -291,9 +306,20 @@ struct Subscription {
     lease: Duration,
     link: Link,
     state: LinkState,
+    /// Whether its replies are awaited (from the client's registration).
+    acknowledges: bool,
 }
 
 impl Subscription {
+    /// The state of a connected subscription that is keeping up.
+    fn following(&self) -> LinkState {
+        if self.acknowledges {
+            LinkState::Following
+        } else {
+            LinkState::FollowingUnacknowledged
+        }
+    }
+
     fn wants(&self, event: &'static EventSpec) -> bool {
         self.events.iter().any(|e| std::ptr::eq(*e, event))
     }
@@ -557,6 +583,7 @@ impl Engine {
                     deadline: Instant::now() + CONNECT_WINDOW.min(lease),
                 },
                 state: LinkState::Pending,
+                acknowledges: grant.acknowledges,
             },
         );
         self.inner
@@ -597,11 +624,15 @@ impl Engine {
         let events = sub.events.clone();
         for open in contexts.replay(move |e| events.iter().any(|w| std::ptr::eq(*w, e))) {
             let _ = tx.try_send(open.frame.clone());
-            awaiting.push_back(Awaiting {
-                event_id: open.event_id.clone(),
-                event_name: open.event.name,
-                sent: Instant::now(),
-            });
+            remember_sent(
+                &mut awaiting,
+                sub.acknowledges,
+                Awaiting {
+                    event_id: open.event_id.clone(),
+                    event_name: open.event.name,
+                    sent: Instant::now(),
+                },
+            );
         }
         let read_now = Arc::new(Notify::new());
         sub.link = Link::Connected {
@@ -613,12 +644,12 @@ impl Engine {
             read_now: read_now.clone(),
             overdue: None,
         };
-        sub.state = LinkState::Following;
-        let info = sub.info.clone();
+        sub.state = sub.following();
+        let (info, following) = (sub.info.clone(), sub.state.clone());
         drop(state);
         self.emit(EngineEvent::Link {
             subscriber: info,
-            state: LinkState::Following,
+            state: following,
             detail: None,
         });
         Ok(Connection {
@@ -667,6 +698,7 @@ impl Engine {
             if exclude_client == Some(sub.info.client_id.as_str()) {
                 continue;
             }
+            let acknowledges = sub.acknowledges;
             let Link::Connected {
                 frames,
                 outlet,
@@ -692,11 +724,15 @@ impl Engine {
                 );
             for (spec, frame) in to_send {
                 match offer(frames, outlet.as_deref(), frame) {
-                    Ok(()) => awaiting.push_back(Awaiting {
-                        event_id: event_id.clone(),
-                        event_name: spec.name,
-                        sent: now,
-                    }),
+                    Ok(()) => remember_sent(
+                        awaiting,
+                        acknowledges,
+                        Awaiting {
+                            event_id: event_id.clone(),
+                            event_name: spec.name,
+                            sent: now,
+                        },
+                    ),
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         overflowed.push(*id);
                         break;
@@ -806,11 +842,11 @@ impl Engine {
         match reply.status {
             // No status (`@medplum/core`) means received; any 2xx is success (spec 2-5).
             None | Some(200..=299) => {
-                let recovered = (sub.state != LinkState::Following).then(|| {
-                    sub.state = LinkState::Following;
+                let recovered = (sub.state != sub.following()).then(|| {
+                    sub.state = sub.following();
                     EngineEvent::Link {
                         subscriber: sub.info.clone(),
-                        state: LinkState::Following,
+                        state: sub.state.clone(),
                         detail: None,
                     }
                 });
@@ -1016,7 +1052,8 @@ impl Engine {
                     } => {
                         if now >= *lease_deadline {
                             expired.push(*id);
-                        } else if let Some(oldest) = awaiting.front()
+                        } else if sub.acknowledges
+                            && let Some(oldest) = awaiting.front()
                             && now.duration_since(oldest.sent) >= ack_timeout
                         {
                             match overdue {

@@ -104,6 +104,7 @@ pub fn websocket_frames(data: &[u8]) {
         topic: topic.clone(),
         scopes: ScopeSet::parse("fhircast/*.*").expect("a valid scope"),
         expires_at: Instant::now() + Duration::from_secs(3600),
+        acknowledges: true,
     };
     let subscribe = format!(
         "hub.channel.type=websocket&hub.mode=subscribe&hub.topic={topic}&hub.events=Patient-open,SyncError"

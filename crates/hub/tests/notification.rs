@@ -81,6 +81,7 @@ async fn events_never_cross_topics() {
         topic: other.clone(),
         scopes: lockstep_fhircast::ScopeSet::parse("fhircast/*.*").unwrap(),
         expires_at: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        acknowledges: true,
     };
     let body = common::event_on(&other, "Patient-open", patient_context("p9", "9")).to_string();
     let change = lockstep_fhircast::ContextChange::parse(body.as_bytes()).unwrap();

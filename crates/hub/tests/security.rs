@@ -551,6 +551,7 @@ async fn client_secrets_are_compared_in_constant_time() {
             client_secret: secret.clone(),
             scopes: lockstep_fhircast::ScopeSet::parse("fhircast/*.read").unwrap(),
             name: "ris".into(),
+            acknowledges: true,
         }],
         Duration::from_secs(60),
     );

@@ -202,3 +202,51 @@ async fn link_states_follow_the_replies() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(state(), vec![LinkState::Following]);
 }
+
+#[tokio::test]
+async fn an_app_registered_as_not_acknowledging_is_not_awaited_but_its_refusals_count() {
+    let hub = Hub::start_with(HubSettings {
+        ack_timeout_seconds: 1,
+        ..Default::default()
+    })
+    .await;
+    let token = hub.token("app").await;
+    let mut watcher = hub.subscriber("app", "SyncError").await;
+    let mut viewer = hub.subscriber("viewer", "Patient-open").await;
+    let state = || {
+        hub.engine
+            .subscribers(&hub.topic)
+            .into_iter()
+            .filter(|(info, _)| info.client_id == "viewer")
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(state(), vec![LinkState::FollowingUnacknowledged]);
+    // Silent through several acknowledgement deadlines: no SyncError, no denial, still subscribed.
+    for (id, mrn) in [("p1", "1"), ("p2", "2"), ("p3", "3")] {
+        let open = hub.event("Patient-open", patient_context(id, mrn));
+        assert_eq!(hub.publish(&token, &open).await.status(), 202);
+        assert_eq!(viewer.next().await["id"], open["id"]);
+    }
+    match watcher.arrival(Duration::from_millis(2500)).await {
+        Arrival::Nothing => {}
+        other => panic!("its silence raised {other:?}"),
+    }
+    viewer.assert_quiet().await;
+    assert_eq!(state(), vec![LinkState::FollowingUnacknowledged]);
+    // A refusal it does send is still a refusal the others hear of.
+    let open = hub.event("Patient-open", patient_context("p4", "4"));
+    hub.publish(&token, &open).await;
+    let frame = viewer.next().await;
+    viewer.ack(&frame, 409).await;
+    let error = watcher.next().await;
+    assert_eq!(coding(&error, "/eventid"), open["id"]);
+    assert_eq!(state(), vec![LinkState::Refused { status: 409 }]);
+    // And a success brings it back to following without acknowledgements.
+    let open = hub.event("Patient-open", patient_context("p5", "5"));
+    hub.publish(&token, &open).await;
+    let frame = viewer.next().await;
+    viewer.ack(&frame, 200).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(state(), vec![LinkState::FollowingUnacknowledged]);
+}

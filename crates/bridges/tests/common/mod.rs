@@ -53,6 +53,7 @@ impl Hub {
             topic: self.topic.clone(),
             scopes: ScopeSet::parse(scopes).unwrap(),
             expires_at: Instant::now() + Duration::from_secs(3600),
+            acknowledges: true,
         }
     }
 

@@ -27,6 +27,7 @@ pub fn clients() -> Vec<ClientRegistration> {
         client_secret: SECRET.into(),
         scopes: ScopeSet::parse(scopes).unwrap(),
         name: format!("{id} app"),
+        acknowledges: true,
     };
     vec![
         client("app", "fhircast/*.read fhircast/*.write"),
@@ -35,6 +36,11 @@ pub fn clients() -> Vec<ClientRegistration> {
             "patient-only",
             "fhircast/Patient-open.read fhircast/Patient-close.read fhircast/Patient-open.write",
         ),
+        // An app registered as one that never replies (as OHIF's FHIRcast service).
+        ClientRegistration {
+            acknowledges: false,
+            ..client("viewer", "fhircast/*.read fhircast/*.write")
+        },
     ]
 }
 

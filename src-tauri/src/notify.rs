@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use lockstep_agent::AgentHandle;
-use lockstep_agent::desktop::LinkView;
+use lockstep_agent::LinkView;
 use tauri::{AppHandle, Manager};
 use tauri_plugin_notification::NotificationExt;
 

@@ -4,7 +4,8 @@
 //! The pages read these shapes, not the agent's types, so a change in the agent or protocol
 //! crates cannot silently blank a field on screen; every conversion here is display only.
 
-use lockstep_agent::desktop::{LinkView, TrayStatus};
+use lockstep_agent::desktop::TrayStatus;
+use lockstep_agent::{LinkKind, LinkState, LinkView};
 use lockstep_fhircast::summary::ContextSummary;
 use serde::Serialize;
 use serde_json::Value;
@@ -252,10 +253,9 @@ fn headline(summary: Option<&ContextSummary>, patient: Option<&Patient>) -> Stri
 pub struct AppLink {
     pub name: String,
     pub client_id: String,
-    /// `app` or `bridge`.
-    pub kind: String,
-    /// The agent's state name, for styling: `following`, `refused`, ...
-    pub state: String,
+    pub kind: LinkKind,
+    /// For styling (`data-state`): the state's name, `following`, `refused`, ...
+    pub state: LinkState,
     /// The state in plain words.
     pub state_label: String,
     /// Why, in plain words (the last SyncError's reason), when there is one.
@@ -269,8 +269,8 @@ impl From<&LinkView> for AppLink {
         Self {
             name: link.name.clone(),
             client_id: link.client_id.clone(),
-            kind: link.kind.to_string(),
-            state: link.state.to_string(),
+            kind: link.kind,
+            state: link.state,
             state_label: state_label(link.state).to_owned(),
             detail: link.detail.clone(),
             since: link.since.clone(),
@@ -279,18 +279,17 @@ impl From<&LinkView> for AppLink {
     }
 }
 
-fn state_label(state: &str) -> &'static str {
+fn state_label(state: LinkState) -> &'static str {
     match state {
-        "pending" => "Connecting",
-        "following" => "Following",
-        "following-unacknowledged" => "Following, no acknowledgements",
-        "refused" => "Refused the last change",
-        "unresponsive" => "Not answering",
-        "gone" => "Disconnected",
-        "unconfirmed" => "Launched, not confirmed",
-        "broken" => "Not working",
-        "off" => "Off",
-        _ => "Unknown state",
+        LinkState::Pending => "Connecting",
+        LinkState::Following => "Following",
+        LinkState::FollowingUnacknowledged => "Following, no acknowledgements",
+        LinkState::Refused { .. } => "Refused the last change",
+        LinkState::Unresponsive => "Not answering",
+        LinkState::Gone(_) => "Disconnected",
+        LinkState::Unconfirmed => "Launched, not confirmed",
+        LinkState::Broken => "Not working",
+        LinkState::Off => "Off",
     }
 }
 
@@ -529,17 +528,20 @@ mod tests {
 
     #[test]
     fn every_link_state_has_plain_words() {
-        for state in [
-            "pending",
-            "following",
-            "refused",
-            "unresponsive",
-            "gone",
-            "unconfirmed",
-            "broken",
-            "off",
-        ] {
-            assert_ne!(state_label(state), "Unknown state", "{state}");
-        }
+        use lockstep_agent::LinkEnd;
+        let states = [
+            LinkState::Pending,
+            LinkState::Following,
+            LinkState::FollowingUnacknowledged,
+            LinkState::Refused { status: Some(409) },
+            LinkState::Unresponsive,
+            LinkState::Gone(LinkEnd::Unsubscribed),
+            LinkState::Unconfirmed,
+            LinkState::Broken,
+            LinkState::Off,
+        ];
+        let labels: std::collections::HashSet<&str> = states.map(state_label).into();
+        assert_eq!(labels.len(), states.len(), "two states read alike");
+        assert!(labels.iter().all(|label| !label.is_empty()));
     }
 }

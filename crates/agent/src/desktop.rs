@@ -4,35 +4,15 @@
 use crate::config::{
     AppConfig, Config, LockedSetting, WhenUnwritable, read_user_file, set_key, write_user_file,
 };
+use crate::links::LinkView;
 use crate::secrets::SecretStore;
 use lockstep_fhircast::ScopeSet;
-use lockstep_hub::engine::BridgeReport;
-use lockstep_hub::{Authority, Engine, EngineEvent, LinkState, SubscriberInfo};
+use lockstep_hub::{Authority, Engine, EngineEvent};
 use lockstep_store::WriteProblem;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::{broadcast, watch};
-
-/// One app (or bridge) in the session and how it keeps up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LinkView {
-    pub name: String,
-    pub client_id: String,
-    /// `app` or `bridge`.
-    pub kind: &'static str,
-    /// `pending`, `following`, `following-unacknowledged` (an app registered with
-    /// `acknowledges = false`), `refused`, `unresponsive`, `gone` (apps); bridges add
-    /// `unconfirmed`, `broken`, `off`.
-    pub state: &'static str,
-    /// The last SyncError about it, in plain words.
-    pub detail: Option<String>,
-    /// When it entered this state (RFC 3339).
-    pub since: String,
-    /// Whether this link is a sync problem the clinician must see.
-    pub problem: bool,
-}
+use tokio::sync::watch;
 
 /// What the tray icon says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,14 +142,14 @@ const SETTABLE: &[&str] = &[
 
 /// The shared state behind the desktop API.
 pub(crate) struct Desktop {
-    engine: Engine,
-    topic: Arc<str>,
+    pub(crate) engine: Engine,
+    pub(crate) topic: Arc<str>,
     hub_url: String,
     authority: Arc<Authority>,
     secrets: Arc<dyn SecretStore>,
     config: Mutex<Config>,
     paused: watch::Sender<bool>,
-    links: watch::Sender<Vec<LinkView>>,
+    pub(crate) links: watch::Sender<Vec<LinkView>>,
     status: watch::Sender<TrayStatus>,
     /// Whether a patient is in context (kept by the context watcher).
     patient: AtomicBool,
@@ -199,7 +179,10 @@ impl Desktop {
             patient: AtomicBool::new(false),
             history: Mutex::new(None),
         });
-        tokio::spawn(follow_links(desktop.clone(), desktop.engine.listen_links()));
+        tokio::spawn(crate::links::follow_links(
+            desktop.clone(),
+            desktop.engine.listen_links(),
+        ));
         desktop
     }
 
@@ -227,7 +210,7 @@ impl Desktop {
             .map(HistoryTrouble::notice)
     }
 
-    fn refresh_status(&self) {
+    pub(crate) fn refresh_status(&self) {
         let history = *self.history.lock().unwrap_or_else(PoisonError::into_inner);
         let status = TrayStatus::derive(
             *self.paused.borrow(),
@@ -456,138 +439,7 @@ impl Desktop {
     }
 }
 
-/// Keeps the link list on the engine's decisions.
-async fn follow_links(desktop: Arc<Desktop>, mut events: broadcast::Receiver<EngineEvent>) {
-    let mut links: BTreeMap<(String, String), LinkView> = BTreeMap::new();
-    for (info, state) in desktop.engine.subscribers(&desktop.topic) {
-        update(&mut links, &info, &state, None);
-    }
-    publish(&desktop, &links);
-    loop {
-        match events.recv().await {
-            Ok(EngineEvent::Link {
-                subscriber,
-                state,
-                detail,
-            }) if subscriber.topic == desktop.topic => {
-                update(&mut links, &subscriber, &state, detail);
-            }
-            Ok(EngineEvent::SyncError {
-                topic,
-                about,
-                diagnostics,
-                ..
-            }) if topic == desktop.topic => {
-                for link in links.values_mut().filter(|l| l.name == about) {
-                    link.detail = Some(diagnostics.clone());
-                    link.problem = !matches!(link.state, "following" | "following-unacknowledged");
-                }
-            }
-            Ok(EngineEvent::Bridge {
-                topic,
-                bridge,
-                report: BridgeReport::Link(state),
-                detail,
-            }) if topic == desktop.topic => bridge_link(&mut links, &bridge, state, detail),
-            Ok(EngineEvent::Paused { .. }) => {}
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Missed some: start again from what the engine holds now.
-                links.retain(|_, l| l.state == "gone");
-                for (info, state) in desktop.engine.subscribers(&desktop.topic) {
-                    update(&mut links, &info, &state, None);
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-        publish(&desktop, &links);
-    }
-}
-
-fn publish(desktop: &Desktop, links: &BTreeMap<(String, String), LinkView>) {
-    let list: Vec<LinkView> = links.values().cloned().collect();
-    desktop.links.send_if_modified(|current| {
-        let changed = *current != list;
-        *current = list;
-        changed
-    });
-    desktop.refresh_status();
-}
-
-fn update(
-    links: &mut BTreeMap<(String, String), LinkView>,
-    info: &SubscriberInfo,
-    state: &LinkState,
-    detail: Option<String>,
-) {
-    // A bridge is listed with its own link state (`bridge_link`), not its subscription's.
-    if info
-        .client_id
-        .starts_with(lockstep_bridges::CLIENT_ID_PREFIX)
-    {
-        return;
-    }
-    let key = (info.client_id.clone(), info.name.clone());
-    let name = match state {
-        LinkState::Pending => "pending",
-        LinkState::Following => "following",
-        LinkState::FollowingUnacknowledged => "following-unacknowledged",
-        LinkState::Refused { .. } => "refused",
-        LinkState::Unresponsive => "unresponsive",
-        LinkState::Gone => "gone",
-    };
-    let previous = links.get(&key);
-    // A goodbye after a SyncError stays a problem; a clean goodbye or a recovery clears it.
-    let problem = match state {
-        LinkState::Refused { .. } | LinkState::Unresponsive => true,
-        LinkState::Gone => {
-            previous.is_some_and(|p| p.problem)
-                || detail.as_deref().is_some_and(|d| d != "unsubscribed")
-        }
-        LinkState::Pending | LinkState::Following | LinkState::FollowingUnacknowledged => false,
-    };
-    let detail = match state {
-        LinkState::Following | LinkState::FollowingUnacknowledged | LinkState::Pending => None,
-        _ => detail.or_else(|| previous.and_then(|p| p.detail.clone())),
-    };
-    links.insert(
-        key,
-        LinkView {
-            name: info.name.clone(),
-            client_id: info.client_id.clone(),
-            kind: "app",
-            state: name,
-            detail,
-            since: now_iso(),
-            problem,
-        },
-    );
-}
-
-/// A bridge, with the link state it reports: it says more than its subscription would (a
-/// launch is `unconfirmed`, a refused file `refused`, a stopped bridge `off`).
-fn bridge_link(
-    links: &mut BTreeMap<(String, String), LinkView>,
-    name: &str,
-    state: &'static str,
-    detail: String,
-) {
-    let client_id = format!("{}{name}", lockstep_bridges::CLIENT_ID_PREFIX);
-    links.insert(
-        (client_id.clone(), name.to_owned()),
-        LinkView {
-            name: name.to_owned(),
-            client_id,
-            kind: "bridge",
-            state,
-            detail: Some(detail).filter(|d| !d.is_empty()),
-            since: now_iso(),
-            problem: matches!(state, "refused" | "broken"),
-        },
-    );
-}
-
-fn now_iso() -> String {
+pub(crate) fn now_iso() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
 use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{
-    Authenticated, Delivery, Engine, EngineEvent, HubState, LinkState, Refusal, TokenGrant,
+    Authenticated, Delivery, Engine, EngineEvent, HubState, LinkEnd, LinkState, Refusal, TokenGrant,
 };
 use lockstep_store::{
     AuditKind, AuditRecord, HistoryEntry, HistoryQuery, HistoryRecord, Store, StoreError,
@@ -171,22 +171,23 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             state,
             detail,
         } => {
-            let kind = match (state, detail.as_deref()) {
-                (LinkState::Pending, _) => AuditKind::SubscriptionGranted,
-                (LinkState::Gone, Some("lease expired")) => AuditKind::SubscriptionExpired,
-                (LinkState::Gone | LinkState::Unresponsive, _) => AuditKind::Unsubscribed,
-                // Refusals and recoveries are in the delivery rows.
-                (
-                    LinkState::Following
-                    | LinkState::FollowingUnacknowledged
-                    | LinkState::Refused { .. },
-                    _,
-                ) => return,
+            let (kind, why) = match state {
+                LinkState::Pending => (AuditKind::SubscriptionGranted, "subscribed"),
+                LinkState::Gone(end @ LinkEnd::LeaseExpired) => {
+                    (AuditKind::SubscriptionExpired, end.describe())
+                }
+                LinkState::Gone(end) => (AuditKind::Unsubscribed, end.describe()),
+                LinkState::Unresponsive => (AuditKind::Unsubscribed, "unresponsive"),
+                // Refusals and recoveries are in the delivery rows; the other states are the
+                // bridges' own, recorded from their reports.
+                LinkState::Following
+                | LinkState::FollowingUnacknowledged
+                | LinkState::Refused { .. }
+                | LinkState::Unconfirmed
+                | LinkState::Broken
+                | LinkState::Off => return,
             };
-            let why = detail.as_deref().unwrap_or(match state {
-                LinkState::Pending => "subscribed",
-                _ => "socket closed",
-            });
+            let why = detail.as_deref().unwrap_or(why);
             writer.record_audit(
                 AuditRecord::new(
                     kind,
@@ -239,7 +240,9 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             detail,
         } => {
             let (kind, detail) = match report {
-                BridgeReport::Link(state) => (AuditKind::BridgeLink, format!("{state}: {detail}")),
+                BridgeReport::Link(state) => {
+                    (AuditKind::BridgeLink, format!("{}: {detail}", state.name()))
+                }
                 BridgeReport::Acted => (AuditKind::BridgeAction, detail.clone()),
                 BridgeReport::Rejected => (AuditKind::BridgeRejected, detail.clone()),
             };

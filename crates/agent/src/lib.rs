@@ -7,14 +7,18 @@ pub mod client;
 pub mod config;
 pub mod desktop;
 pub mod history;
+pub mod links;
 pub mod listen;
 pub mod logging;
 pub mod paths;
 pub mod secrets;
 
 pub use config::{AppConfig, Config, ConfigError, ConfigSources};
+pub use links::{LinkKind, LinkView};
+/// How an app or a bridge keeps up, from the engine's decision to the window's row.
+pub use lockstep_hub::{LinkEnd, LinkState};
 
-use desktop::{AppView, Desktop, DesktopError, LinkView, NewApp, SettingsView, TrayStatus};
+use desktop::{AppView, Desktop, DesktopError, NewApp, SettingsView, TrayStatus};
 use history::History;
 use lockstep_fhircast::ScopeSet;
 use lockstep_fhircast::summary::ContextSummary;

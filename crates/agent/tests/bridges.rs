@@ -8,7 +8,7 @@ mod viewer;
 use lockstep_agent::client::HubClient;
 use lockstep_agent::config::ConfigSources;
 use lockstep_agent::secrets::MemoryStore;
-use lockstep_agent::{Agent, Config};
+use lockstep_agent::{Agent, Config, LinkKind};
 use lockstep_bridges::LinkState;
 use lockstep_store::AuditQuery;
 use serde_json::{Value, json};
@@ -231,11 +231,13 @@ async fn a_viewer_by_url_and_a_ris_by_files_work_end_to_end() {
     tokio::time::timeout(
         PATIENCE,
         links.wait_for(|all| {
-            all.iter()
-                .any(|l| l.name == "PACS viewer" && l.kind == "bridge" && l.state == "unconfirmed")
-                && all
-                    .iter()
-                    .any(|l| l.name == "RIS" && l.kind == "bridge" && l.state == "following")
+            all.iter().any(|l| {
+                l.name == "PACS viewer"
+                    && l.kind == LinkKind::Bridge
+                    && l.state == LinkState::Unconfirmed
+            }) && all.iter().any(|l| {
+                l.name == "RIS" && l.kind == LinkKind::Bridge && l.state == LinkState::Following
+            })
         }),
     )
     .await

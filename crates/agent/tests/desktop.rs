@@ -5,7 +5,7 @@ use lockstep_agent::client::HubClient;
 use lockstep_agent::config::{ConfigSources, LockedSetting};
 use lockstep_agent::desktop::{DesktopError, TrayStatus};
 use lockstep_agent::secrets::{MemoryStore, SecretError, SecretStore};
-use lockstep_agent::{Agent, AgentHandle, Config};
+use lockstep_agent::{Agent, AgentHandle, Config, LinkState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +135,7 @@ async fn link_states_and_tray_status_follow_the_apps() {
     let mut viewer = ris.subscribe("Patient-open", Some("Viewer")).await.unwrap();
     wait_for(&mut links, "viewer following", |l| {
         l.iter()
-            .any(|v| v.name == "Viewer" && v.state == "following")
+            .any(|v| v.name == "Viewer" && v.state == LinkState::Following)
     })
     .await;
 
@@ -146,7 +146,8 @@ async fn link_states_and_tray_status_follow_the_apps() {
     viewer.next_frame().await.unwrap();
     viewer.acknowledge(&id, 409).await.unwrap();
     let list = wait_for(&mut links, "viewer refused", |l| {
-        l.iter().any(|v| v.name == "Viewer" && v.state == "refused")
+        l.iter()
+            .any(|v| v.name == "Viewer" && matches!(v.state, LinkState::Refused { .. }))
     })
     .await;
     let link = list.iter().find(|v| v.name == "Viewer").unwrap();
@@ -170,7 +171,7 @@ async fn link_states_and_tray_status_follow_the_apps() {
     viewer.close().await.unwrap();
     wait_for(&mut links, "viewer gone", |l| {
         l.iter()
-            .any(|v| v.name == "Viewer" && v.state == "gone" && !v.problem)
+            .any(|v| v.name == "Viewer" && matches!(v.state, LinkState::Gone(_)) && !v.problem)
     })
     .await;
     s.agent.shutdown().await;
@@ -369,11 +370,12 @@ async fn an_app_that_never_acknowledges_shows_as_following_without_acknowledgeme
     let mut status = s.agent.watch_status();
     let mut viewer = ohif.subscribe("Patient-open", None).await.unwrap();
     let shown = wait_for(&mut links, "OHIF following", |l| {
-        l.iter().any(|v| v.name == "OHIF" && v.state != "pending")
+        l.iter()
+            .any(|v| v.name == "OHIF" && v.state != LinkState::Pending)
     })
     .await;
     let link = shown.iter().find(|v| v.name == "OHIF").unwrap();
-    assert_eq!(link.state, "following-unacknowledged");
+    assert_eq!(link.state, LinkState::FollowingUnacknowledged);
     assert!(!link.problem);
     ohif.publish("Patient-open", patient("p1"), None)
         .await

@@ -1002,7 +1002,7 @@ pub async fn run(
                             &format!("refused to write a file for {event}: {e}"),
                             format!("{event} {id}: {e}"),
                         );
-                        session.set_state(LinkState::Refused, format!("could not follow {event}: {e}"));
+                        session.set_state(LinkState::Refused { status: None }, format!("could not follow {event}: {e}"));
                     }
                     Ok(Err(e)) => {
                         feed.reply(&id, 500);
@@ -1120,7 +1120,7 @@ async fn handle(
                 );
                 session.sync_error("", "", &diagnostics);
                 session.set_state(
-                    LinkState::Refused,
+                    LinkState::Refused { status: None },
                     format!("refused a change from its app: {why}"),
                 );
             }

@@ -409,7 +409,7 @@ pub async fn run(
                             format!("{} {id}: {reason}", event.name),
                         );
                         session.set_state(
-                            LinkState::Refused,
+                            LinkState::Refused { status: None },
                             format!("could not follow {}: {reason}", event.name),
                         );
                     }

@@ -16,6 +16,7 @@ pub mod template;
 pub mod text;
 
 pub use config::{BridgeConfig, BridgesConfig, ConfigProblem};
+pub use lockstep_hub::LinkState;
 pub use session::Session;
 
 use lockstep_fhircast::EventSpec;
@@ -31,35 +32,6 @@ use tokio::task::JoinHandle;
 /// The client id prefix of a bridge's seat in the session (`bridge:<name>`), so listeners can
 /// tell a bridge's subscription from an app's.
 pub const CLIENT_ID_PREFIX: &str = "bridge:";
-
-/// How a bridged app is keeping up with the session, as the tray shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkState {
-    /// In the session and, as far as the bridge can tell, showing the current context.
-    Following,
-    /// The bridge acted (launched, wrote a file) but the app gave no proof it followed.
-    Unconfirmed,
-    /// The bridge refused a change it could not pass on safely (unmapped identifier,
-    /// missing value, another patient).
-    Refused,
-    /// The bridge or its app failed; it is being restarted or needs attention.
-    Broken,
-    /// Disabled in the configuration, or stopped.
-    Off,
-}
-
-impl LinkState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkState::Following => "following",
-            LinkState::Unconfirmed => "unconfirmed",
-            LinkState::Refused => "refused",
-            LinkState::Broken => "broken",
-            LinkState::Off => "off",
-        }
-    }
-}
 
 /// One bridge as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

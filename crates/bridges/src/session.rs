@@ -84,8 +84,8 @@ impl Session {
     pub fn set_state(&self, state: LinkState, detail: impl Into<String>) {
         let detail = detail.into();
         if self.inner.board.set(&self.inner.name, state, &detail) {
-            tracing::info!(bridge = %self.inner.name, "link {}: {detail}", state.as_str());
-            self.emit(BridgeReport::Link(state.as_str()), detail);
+            tracing::info!(bridge = %self.inner.name, "link {}: {detail}", state.name());
+            self.emit(BridgeReport::Link(state), detail);
         }
     }
 

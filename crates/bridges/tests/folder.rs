@@ -352,7 +352,8 @@ async fn an_issuer_that_is_not_mapped_is_refused_not_guessed() {
     let reason = folders.rejected("elsewhere.xml").await;
     assert!(reason.contains("`ELSEWHERE` is not mapped"), "{reason}");
     watcher.next_of("SyncError").await;
-    hub.wait_for_state("RIS", LinkState::Refused).await;
+    hub.wait_for_state("RIS", LinkState::Refused { status: None })
+        .await;
     assert_eq!(hub.current_patient_mrn(), None);
     bridges.stop().await;
 }

@@ -171,7 +171,7 @@ async fn an_unmapped_identifier_is_refused_with_a_syncerror_and_nothing_is_launc
         "{error}"
     );
     let detail = hub
-        .wait_for_state("Desktop viewer", LinkState::Refused)
+        .wait_for_state("Desktop viewer", LinkState::Refused { status: None })
         .await;
     assert!(detail.contains("no system mapped"), "{detail}");
     assert_eq!(hub.count("Desktop viewer", BridgeReport::Rejected), 1);

@@ -13,6 +13,7 @@ use crate::clock::now_iso;
 pub use crate::contexts::CurrentContext;
 use crate::contexts::{ContextRefusal, TopicContexts};
 use crate::ids::{self, random_token};
+pub use crate::link::{LinkEnd, LinkState, SocketEnd};
 use crate::settings::HubSettings;
 use axum::extract::ws::Utf8Bytes;
 use lockstep_fhircast::event::SYNC_ERROR;
@@ -41,6 +42,8 @@ const SWEEP_EVERY: Duration = Duration::from_millis(200);
 const READ_BEFORE_BLAME: Duration = Duration::from_secs(1);
 /// WebSocket close code used when the hub ends a subscription (RFC 6455: normal closure).
 pub const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close code when the hub stops (RFC 6455: going away).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code for a subscriber dropped for a policy reason (too slow, unresponsive).
 pub const CLOSE_POLICY: u16 = 1008;
 /// How many of the latest events sent to an app that does not acknowledge are remembered, so a
@@ -58,24 +61,6 @@ fn remember_sent(awaiting: &mut VecDeque<Awaiting>, acknowledges: bool, sent: Aw
         awaiting.pop_front();
     }
     awaiting.push_back(sent);
-}
-
-/// How a subscriber is keeping up with the session, as the tray and history show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkState {
-    /// Subscribed, socket not yet connected.
-    Pending,
-    /// Connected, and every notification so far acknowledged with 2xx (or not yet due).
-    Following,
-    /// Connected and sent every notification, but not expected to acknowledge any: the site
-    /// registered the app as one that never replies (`acknowledges = false`).
-    FollowingUnacknowledged,
-    /// Answered a notification with a non-2xx status.
-    Refused { status: u16 },
-    /// Did not answer within the acknowledgement deadline, or could not keep up; unsubscribed.
-    Unresponsive,
-    /// The socket is gone (closed, lease expired or unsubscribed).
-    Gone,
 }
 
 /// A subscriber as listeners see it.
@@ -167,8 +152,8 @@ pub enum EngineEvent {
 /// What a bridge reports. The hub only relays it; the bridges crate owns its meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeReport {
-    /// The bridge's link state became this (`following`, `unconfirmed`, `refused`, ...).
-    Link(&'static str),
+    /// The bridge's link state became this.
+    Link(LinkState),
     /// It launched its app or wrote a file for it.
     Acted,
     /// It refused something: a file, an identifier, a context it cannot render.
@@ -216,17 +201,6 @@ pub enum ConnectError {
     UnknownEndpoint,
     #[error("this channel endpoint already has a connected socket")]
     AlreadyConnected,
-}
-
-/// How a subscriber's socket ended, as its task saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketEnd {
-    /// The app sent a Close frame with this code (1000 when it gave none).
-    Closed(u16),
-    /// The connection broke, or went silent, without a Close frame.
-    Lost,
-    /// The app sent a frame over `hub.max_body_bytes`; the hub closed with [`CLOSE_TOO_BIG`].
-    TooLarge,
 }
 
 /// What the socket task is told to do when the engine ends a subscription.
@@ -466,14 +440,7 @@ impl Engine {
                             .is_some_and(|sub| sub.info.client_id == grant.client_id)
                     })
                     .ok_or(SubscribeError::UnknownEndpoint)?;
-                self.end_subscription(
-                    &topic,
-                    &mut state,
-                    id,
-                    LinkState::Gone,
-                    Some("unsubscribed"),
-                    CLOSE_NORMAL,
-                );
+                self.end_link(&topic, &mut state, id, LinkEnd::Unsubscribed, CLOSE_NORMAL);
                 Ok(SubscribeOutcome { endpoint })
             }
         }
@@ -645,7 +612,7 @@ impl Engine {
             overdue: None,
         };
         sub.state = sub.following();
-        let (info, following) = (sub.info.clone(), sub.state.clone());
+        let (info, following) = (sub.info.clone(), sub.state);
         drop(state);
         self.emit(EngineEvent::Link {
             subscriber: info,
@@ -846,7 +813,7 @@ impl Engine {
                     sub.state = sub.following();
                     EngineEvent::Link {
                         subscriber: sub.info.clone(),
-                        state: sub.state.clone(),
+                        state: sub.state,
                         detail: None,
                     }
                 });
@@ -861,7 +828,9 @@ impl Engine {
             Some(status) => {
                 // Before the SyncError it causes.
                 self.emit(delivery);
-                sub.state = LinkState::Refused { status };
+                sub.state = LinkState::Refused {
+                    status: Some(status),
+                };
                 let info = sub.info.clone();
                 let diagnostics = match status {
                     409 => format!("{} refused to follow {answered} (status 409)", info.name),
@@ -883,7 +852,9 @@ impl Engine {
                 drop(state);
                 self.emit(EngineEvent::Link {
                     subscriber: info,
-                    state: LinkState::Refused { status },
+                    state: LinkState::Refused {
+                        status: Some(status),
+                    },
                     detail: Some(diagnostics),
                 });
             }
@@ -901,7 +872,7 @@ impl Engine {
         };
         // Closing with 1000/1001 is a normal goodbye; anything else is worth a SyncError (spec 2-5).
         let how = match end {
-            SocketEnd::Closed(1000 | 1001) => None,
+            SocketEnd::Closed(_) if end.is_goodbye() => None,
             SocketEnd::Closed(code) => {
                 Some(format!("closed its connection abnormally (code {code})"))
             }
@@ -917,7 +888,14 @@ impl Engine {
             let diagnostics = format!("{name} {how}");
             self.send_sync_error(&topic, &mut state, Some(id), "", "", &name, &diagnostics);
         }
-        self.end_subscription(&topic, &mut state, id, LinkState::Gone, None, CLOSE_NORMAL);
+        self.end_link(&topic, &mut state, id, LinkEnd::Socket(end), CLOSE_NORMAL);
+    }
+
+    /// Ends a subscription that is not being dropped as unresponsive: `end` says why, and
+    /// whether the app is sent a denial.
+    fn end_link(&self, topic: &Topic, state: &mut TopicState, id: SubId, end: LinkEnd, code: u16) {
+        let reason = end.denial_reason();
+        self.end_subscription(topic, state, id, LinkState::Gone(end), reason, code);
     }
 
     /// Removes a subscription: burns its endpoint, tells its socket to send a denial (when a
@@ -1081,17 +1059,11 @@ impl Engine {
                 }
             }
             for id in never_connected {
-                self.end_subscription(&topic, &mut state, id, LinkState::Gone, None, CLOSE_NORMAL);
+                let never = LinkEnd::NeverConnected;
+                self.end_link(&topic, &mut state, id, never, CLOSE_NORMAL);
             }
             for id in expired {
-                self.end_subscription(
-                    &topic,
-                    &mut state,
-                    id,
-                    LinkState::Gone,
-                    Some("lease expired"),
-                    CLOSE_NORMAL,
-                );
+                self.end_link(&topic, &mut state, id, LinkEnd::LeaseExpired, CLOSE_NORMAL);
             }
             for (id, event_id, event_name) in unresponsive {
                 if let Some(sub) = state.subs.get(&id) {
@@ -1142,13 +1114,19 @@ impl Engine {
     }
 
     /// Ends every subscription (the hub is stopping): each socket gets a denial and a close.
-    pub fn close_all(&self, reason: &'static str) {
+    pub fn close_all(&self) {
         let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
         for topic in topics {
             let mut state = topic.state.lock();
             let ids: Vec<SubId> = state.subs.keys().copied().collect();
             for id in ids {
-                self.end_subscription(&topic, &mut state, id, LinkState::Gone, Some(reason), 1001);
+                self.end_link(
+                    &topic,
+                    &mut state,
+                    id,
+                    LinkEnd::HubStopping,
+                    CLOSE_GOING_AWAY,
+                );
             }
         }
     }
@@ -1179,7 +1157,7 @@ impl Engine {
         state
             .subs
             .values()
-            .map(|s| (s.info.clone(), s.state.clone()))
+            .map(|s| (s.info.clone(), s.state))
             .collect()
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod engine;
 pub mod limits;
+pub mod link;
 pub mod server;
 pub mod settings;
 pub mod tls;
@@ -20,9 +21,8 @@ mod ids;
 mod socket;
 
 pub use auth::{Authority, ClientRegistration, TokenGrant};
-pub use engine::{
-    CurrentContext, Delivery, Engine, EngineEvent, LinkState, Observer, SubscriberInfo,
-};
+pub use engine::{CurrentContext, Delivery, Engine, EngineEvent, Observer, SubscriberInfo};
+pub use link::{LinkEnd, LinkState, SocketEnd};
 pub use server::{Authenticated, HubState, OnRecord, Refusal, router, serve};
 pub use settings::HubSettings;
 pub use tls::{TlsConfig, TlsError};

@@ -203,7 +203,7 @@ pub async fn serve(
         )));
     }
     shutdown.await;
-    state.engine.close_all("hub shutting down");
+    state.engine.close_all();
     let _ = stop_tx.send(true);
     for server in servers {
         server.await.map_err(std::io::Error::other)??;

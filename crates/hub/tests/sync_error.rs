@@ -191,7 +191,7 @@ async fn link_states_follow_the_replies() {
     let frame = viewer.next().await;
     viewer.ack(&frame, 409).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(state(), vec![LinkState::Refused { status: 409 }]);
+    assert_eq!(state(), vec![LinkState::Refused { status: Some(409) }]);
     hub.publish(
         &token,
         &hub.event("Patient-open", patient_context("p2", "2")),
@@ -241,7 +241,7 @@ async fn an_app_registered_as_not_acknowledging_is_not_awaited_but_its_refusals_
     viewer.ack(&frame, 409).await;
     let error = watcher.next().await;
     assert_eq!(coding(&error, "/eventid"), open["id"]);
-    assert_eq!(state(), vec![LinkState::Refused { status: 409 }]);
+    assert_eq!(state(), vec![LinkState::Refused { status: Some(409) }]);
     // And a success brings it back to following without acknowledgements.
     let open = hub.event("Patient-open", patient_context("p5", "5"));
     hub.publish(&token, &open).await;

@@ -123,9 +123,9 @@ impl Hub {
     /// Waits until bridge `name` reports a link state.
     pub async fn wait_for_state(&self, name: &str, state: LinkState) -> String {
         let found = self
-            .wait_for(&format!("{name} to become {}", state.as_str()), |e| {
+            .wait_for(&format!("{name} to become {}", state.name()), |e| {
                 matches!(e, EngineEvent::Bridge { bridge, report: BridgeReport::Link(s), .. }
-                    if bridge == name && *s == state.as_str())
+                    if bridge == name && *s == state)
             })
             .await;
         match found {

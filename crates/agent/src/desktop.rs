@@ -1,13 +1,14 @@
 //! What the desktop shell presents and changes: each app's link state, the tray's status, pause,
 //! the registered apps and the settings. The shell only shows these; every decision is here.
 
+use crate::audit::AuditTrail;
 use crate::config::{
     AppConfig, Config, LockedSetting, WhenUnwritable, read_user_file, set_key, write_user_file,
 };
 use crate::links::LinkView;
 use crate::secrets::SecretStore;
 use lockstep_fhircast::ScopeSet;
-use lockstep_hub::{Authority, Engine, EngineEvent};
+use lockstep_hub::{Authority, Engine};
 use lockstep_store::WriteProblem;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,6 +148,7 @@ pub(crate) struct Desktop {
     hub_url: String,
     authority: Arc<Authority>,
     secrets: Arc<dyn SecretStore>,
+    audit: AuditTrail,
     config: Mutex<Config>,
     paused: watch::Sender<bool>,
     pub(crate) links: watch::Sender<Vec<LinkView>>,
@@ -164,6 +166,7 @@ impl Desktop {
         hub_url: String,
         authority: Arc<Authority>,
         secrets: Arc<dyn SecretStore>,
+        audit: AuditTrail,
         config: Config,
     ) -> Arc<Desktop> {
         let desktop = Arc::new(Desktop {
@@ -172,6 +175,7 @@ impl Desktop {
             hub_url,
             authority,
             secrets,
+            audit,
             config: Mutex::new(config),
             paused: watch::channel(false).0,
             links: watch::channel(Vec::new()).0,
@@ -179,10 +183,6 @@ impl Desktop {
             patient: AtomicBool::new(false),
             history: Mutex::new(None),
         });
-        tokio::spawn(crate::links::follow_links(
-            desktop.clone(),
-            desktop.engine.listen_links(),
-        ));
         desktop
     }
 
@@ -435,7 +435,7 @@ impl Desktop {
     }
 
     fn audit(&self, detail: String) {
-        self.engine.emit(EngineEvent::Config { detail });
+        self.audit.desktop_change(detail);
     }
 }
 

@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
-use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{
     Authenticated, Delivery, Engine, EngineEvent, HubState, LinkEnd, LinkState, Refusal, TokenGrant,
 };
@@ -222,31 +221,6 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             writer.record_audit(
                 AuditRecord::new(AuditKind::ConfigChanged, "user", detail).topic(&**topic),
             );
-        }
-        EngineEvent::Config { detail } => {
-            writer.record_audit(AuditRecord::new(AuditKind::ConfigChanged, "user", detail));
-        }
-        EngineEvent::Token { client_id, outcome } => {
-            let record = match outcome {
-                Ok(scope) => AuditRecord::new(AuditKind::TokenIssued, client_id, scope),
-                Err(reason) => AuditRecord::new(AuditKind::TokenRefused, client_id, reason),
-            };
-            writer.record_audit(record);
-        }
-        EngineEvent::Bridge {
-            topic,
-            bridge,
-            report,
-            detail,
-        } => {
-            let (kind, detail) = match report {
-                BridgeReport::Link(state) => {
-                    (AuditKind::BridgeLink, format!("{}: {detail}", state.name()))
-                }
-                BridgeReport::Acted => (AuditKind::BridgeAction, detail.clone()),
-                BridgeReport::Rejected => (AuditKind::BridgeRejected, detail.clone()),
-            };
-            writer.record_audit(AuditRecord::new(kind, bridge, detail).topic(&**topic));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! secrets, starts the hub on loopback for the signed-in clinician, and hands the shells a
 //! handle to present it.
 
+pub mod audit;
 pub mod bridges;
 pub mod client;
 pub mod config;
@@ -96,6 +97,11 @@ impl Agent {
             let recorder = recorder.clone();
             Box::pin(async move { recorder.on_record().await })
         }));
+        let audit = audit::AuditTrail::new(history.writer().clone());
+        state.on_token = Some({
+            let audit = audit.clone();
+            Arc::new(move |client_id, outcome| audit.token(client_id, outcome))
+        });
         let hub_url = state.hub_url();
 
         let desktop = Desktop::start(
@@ -104,8 +110,10 @@ impl Agent {
             hub_url.clone(),
             authority.clone(),
             secrets,
+            audit.clone(),
             config.clone(),
         );
+        let app_links = engine.listen_links();
         tokio::spawn(follow_history(
             history.writer().watch_problem(),
             history.when_unwritable(),
@@ -114,11 +122,20 @@ impl Agent {
         ));
         let (context_tx, context_rx) = watch::channel(None);
         engine.observe(follow_context(topic.clone(), context_tx, desktop.clone()));
-        // After history and the desktop's listener, so that every link state of the bridges
-        // is in the audit trail and the window.
         let bridges = Arc::new(
-            lockstep_bridges::Bridges::start(engine.clone(), topic.clone(), &config.bridges).await,
+            lockstep_bridges::Bridges::start(
+                engine.clone(),
+                topic.clone(),
+                &config.bridges,
+                Arc::new(move |report| audit.bridge(report)),
+            )
+            .await,
         );
+        tokio::spawn(links::follow_links(
+            desktop.clone(),
+            app_links,
+            bridges.watch(),
+        ));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ended_tx, ended_rx) = watch::channel(false);

@@ -1,13 +1,13 @@
 //! Each app's and each bridge's link as the window and the tray show it, kept on the engine's
-//! decisions and the bridges' reports.
+//! decisions and the bridges' board.
 
 use crate::desktop::{Desktop, now_iso};
-use lockstep_hub::engine::BridgeReport;
+use lockstep_bridges::BridgeStatus;
 use lockstep_hub::{EngineEvent, LinkState, SubscriberInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Whether a link is an app's own subscription or a bridge for an app that speaks no FHIRcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,18 +34,33 @@ pub struct LinkView {
 
 type Links = BTreeMap<(String, String), LinkView>;
 
-/// Keeps the link list on the engine's decisions.
+/// Keeps the link list on the engine's decisions and the bridges' link states.
 pub(crate) async fn follow_links(
     desktop: Arc<Desktop>,
     mut events: broadcast::Receiver<EngineEvent>,
+    mut bridges: watch::Receiver<Vec<BridgeStatus>>,
 ) {
     let mut links = Links::new();
     for (info, state) in desktop.engine.subscribers(&desktop.topic) {
         update(&mut links, &info, state, None);
     }
+    sync_bridges(&mut links, &bridges.borrow_and_update());
     publish(&desktop, &links);
     loop {
-        match events.recv().await {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            changed = bridges.changed() => {
+                if changed.is_ok() {
+                    sync_bridges(&mut links, &bridges.borrow_and_update());
+                    publish(&desktop, &links);
+                    continue;
+                }
+                // The bridges are gone (the agent is stopping): apps still count.
+                std::future::pending::<()>().await;
+                continue;
+            }
+        };
+        match event {
             Ok(EngineEvent::Link {
                 subscriber,
                 state,
@@ -64,12 +79,6 @@ pub(crate) async fn follow_links(
                     link.problem = !link.state.is_following();
                 }
             }
-            Ok(EngineEvent::Bridge {
-                topic,
-                bridge,
-                report: BridgeReport::Link(state),
-                detail,
-            }) if topic == desktop.topic => bridge_link(&mut links, &bridge, state, detail),
             Ok(EngineEvent::Paused { .. }) => {}
             Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -128,20 +137,34 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
     );
 }
 
-/// A bridge, with the link state it reports: it says more than its subscription would (a
-/// launch is `unconfirmed`, a refused file `refused`, a stopped bridge `off`).
-fn bridge_link(links: &mut Links, name: &str, state: LinkState, detail: String) {
-    let client_id = format!("{}{name}", lockstep_bridges::CLIENT_ID_PREFIX);
-    links.insert(
-        (client_id.clone(), name.to_owned()),
-        LinkView {
-            name: name.to_owned(),
-            client_id,
-            kind: LinkKind::Bridge,
-            state,
-            detail: Some(detail).filter(|d| !d.is_empty()),
-            since: now_iso(),
-            problem: state.is_problem(),
-        },
-    );
+/// The bridges, with the link states they report: they say more than their subscriptions
+/// would (a launch is `unconfirmed`, a refused file `refused`, a stopped bridge `off`). A
+/// bridge no longer configured leaves the list.
+fn sync_bridges(links: &mut Links, bridges: &[BridgeStatus]) {
+    links.retain(|(_, name), link| {
+        link.kind != LinkKind::Bridge || bridges.iter().any(|b| b.name == *name)
+    });
+    for bridge in bridges {
+        let client_id = format!("{}{}", lockstep_bridges::CLIENT_ID_PREFIX, bridge.name);
+        let detail = Some(bridge.detail.clone()).filter(|d| !d.is_empty());
+        let key = (client_id, bridge.name.clone());
+        if links
+            .get(&key)
+            .is_some_and(|l| l.state == bridge.state && l.detail == detail)
+        {
+            continue;
+        }
+        links.insert(
+            key.clone(),
+            LinkView {
+                name: bridge.name.clone(),
+                client_id: key.0,
+                kind: LinkKind::Bridge,
+                state: bridge.state,
+                detail,
+                since: now_iso(),
+                problem: bridge.state.is_problem(),
+            },
+        );
+    }
 }

@@ -7,10 +7,9 @@
 //!
 //! `cargo bench -p lockstep-bridges --bench latency [-- N]` (N samples per row, default 200).
 
-use lockstep_bridges::{Bridges, BridgesConfig};
+use lockstep_bridges::{BridgeReport, Bridges, BridgesConfig, Reporter};
 use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
-use lockstep_hub::engine::BridgeReport;
-use lockstep_hub::{Engine, EngineEvent, HubSettings, TokenGrant};
+use lockstep_hub::{Engine, HubSettings, TokenGrant};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ struct Bench {
     topic: Arc<str>,
     /// When each bridge last reported acting.
     acted: mpsc::UnboundedReceiver<(String, Instant)>,
+    reporter: Reporter,
 }
 
 impl Bench {
@@ -33,20 +33,16 @@ impl Bench {
         let engine = Engine::new(HubSettings::default());
         let topic = engine.create_topic();
         let (tx, acted) = mpsc::unbounded_channel();
-        engine.observe(Arc::new(move |event| {
-            if let EngineEvent::Bridge {
-                bridge,
-                report: BridgeReport::Acted,
-                ..
-            } = event
-            {
-                let _ = tx.send((bridge.clone(), Instant::now()));
+        let reporter: Reporter = Arc::new(move |report| {
+            if report.kind == BridgeReport::Acted {
+                let _ = tx.send((report.bridge.clone(), Instant::now()));
             }
-        }));
+        });
         Bench {
             engine,
             topic,
             acted,
+            reporter,
         }
     }
 
@@ -73,7 +69,13 @@ impl Bench {
     async fn bridges(&self, config: Value) -> Bridges {
         let config: BridgesConfig = serde_json::from_value(config).unwrap();
         config.validate().unwrap();
-        let bridges = Bridges::start(self.engine.clone(), self.topic.clone(), &config).await;
+        let bridges = Bridges::start(
+            self.engine.clone(),
+            self.topic.clone(),
+            &config,
+            self.reporter.clone(),
+        )
+        .await;
         // Let every bridge join before measuring.
         let mut states = bridges.watch();
         states

@@ -33,6 +33,31 @@ use tokio::task::JoinHandle;
 /// tell a bridge's subscription from an app's.
 pub const CLIENT_ID_PREFIX: &str = "bridge:";
 
+/// What a bridge reports, besides its link state on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeReport {
+    /// Its link state became this.
+    Link(LinkState),
+    /// It launched its app or wrote a file for it.
+    Acted,
+    /// It refused something: a file, an identifier, a context it cannot render.
+    Rejected,
+}
+
+/// One report of one bridge, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub topic: Arc<str>,
+    pub bridge: String,
+    pub kind: BridgeReport,
+    /// Plain words; may name a patient, so it stays out of info-level logs.
+    pub detail: String,
+}
+
+/// Where the bridges' reports go (the agent's audit trail). Called on the bridge's task, in
+/// the order the reports happen: it must only queue, never wait.
+pub type Reporter = Arc<dyn Fn(&Report) + Send + Sync>;
+
 /// One bridge as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BridgeStatus {
@@ -124,6 +149,7 @@ pub struct Bridges {
     engine: Engine,
     topic: Arc<str>,
     board: Board,
+    reporter: Reporter,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
     /// Configs of disabled bridges, kept so a reload can tell what changed.
     disabled: Mutex<HashMap<String, BridgeConfig>>,
@@ -137,12 +163,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 impl Bridges {
-    /// Starts every enabled bridge of `config` (validated beforehand by the agent).
-    pub async fn start(engine: Engine, topic: Arc<str>, config: &BridgesConfig) -> Bridges {
+    /// Starts every enabled bridge of `config` (validated beforehand by the agent); each
+    /// bridge's reports go to `reporter`.
+    pub async fn start(
+        engine: Engine,
+        topic: Arc<str>,
+        config: &BridgesConfig,
+        reporter: Reporter,
+    ) -> Bridges {
         let bridges = Bridges {
             engine,
             topic,
             board: Board::new(),
+            reporter,
             running: tokio::sync::Mutex::new(HashMap::new()),
             disabled: Mutex::new(HashMap::new()),
         };
@@ -242,6 +275,7 @@ impl Bridges {
             &read,
             &write,
             self.board.clone(),
+            self.reporter.clone(),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(config.clone(), session, stop_rx));

@@ -3,11 +3,11 @@
 //! with its own grant (so its name is in SyncErrors, history and the audit trail), and reports
 //! its link state.
 
-use crate::{Board, BridgeError, LinkState};
+use crate::{Board, BridgeError, BridgeReport, LinkState, Report, Reporter};
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
-use lockstep_hub::engine::{BridgeReport, CloseOrder, Connection, SocketEnd};
-use lockstep_hub::{Engine, EngineEvent, TokenGrant};
+use lockstep_hub::engine::{CloseOrder, Connection, SocketEnd};
+use lockstep_hub::{Engine, TokenGrant};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ struct SessionInner {
     name: String,
     grant: TokenGrant,
     board: Board,
+    reporter: Reporter,
 }
 
 impl Session {
@@ -39,6 +40,7 @@ impl Session {
         read: &[&'static EventSpec],
         write: &[&'static EventSpec],
         board: Board,
+        reporter: Reporter,
     ) -> Self {
         let scopes: Vec<String> = read
             .iter()
@@ -63,6 +65,7 @@ impl Session {
                 name: name.to_owned(),
                 grant,
                 board,
+                reporter,
             }),
         }
     }
@@ -101,11 +104,11 @@ impl Session {
         self.emit(BridgeReport::Rejected, audit.into());
     }
 
-    fn emit(&self, report: BridgeReport, detail: String) {
-        self.inner.engine.emit(EngineEvent::Bridge {
+    fn emit(&self, kind: BridgeReport, detail: String) {
+        (self.inner.reporter)(&Report {
             topic: self.inner.topic.clone(),
             bridge: self.inner.name.clone(),
-            report,
+            kind,
             detail,
         });
     }

@@ -3,9 +3,9 @@
 
 mod common;
 use common::*;
+use lockstep_bridges::BridgeReport;
 use lockstep_bridges::LinkState;
 use lockstep_bridges::text::{Decoder, decode};
-use lockstep_hub::engine::BridgeReport;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

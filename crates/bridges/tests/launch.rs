@@ -4,8 +4,8 @@
 mod common;
 use common::viewer::Viewer;
 use common::*;
+use lockstep_bridges::BridgeReport;
 use lockstep_bridges::LinkState;
-use lockstep_hub::engine::BridgeReport;
 use serde_json::{Value, json};
 use std::path::Path;
 

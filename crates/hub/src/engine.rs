@@ -121,16 +121,8 @@ pub enum EngineEvent {
         event_name: &'static str,
         outcome: Delivery,
     },
-    /// The authorization server issued or refused a token.
-    Token {
-        client_id: String,
-        /// The granted scopes, or why the request was refused.
-        outcome: Result<String, String>,
-    },
     /// The clinician paused or resumed following.
     Paused { topic: Arc<str>, paused: bool },
-    /// The configuration was changed from the desktop (apps, settings).
-    Config { detail: String },
     /// The hub sent a SyncError (one it generated, or one a subscriber posted).
     SyncError {
         topic: Arc<str>,
@@ -138,26 +130,6 @@ pub enum EngineEvent {
         event_name: String,
         diagnostics: String,
     },
-    /// A bridge (a legacy app joined through the agent) changed link state, acted on its app,
-    /// or rejected what its app sent.
-    Bridge {
-        topic: Arc<str>,
-        bridge: String,
-        report: BridgeReport,
-        /// Plain words; may name a patient, so listeners keep it out of info-level logs.
-        detail: String,
-    },
-}
-
-/// What a bridge reports. The hub only relays it; the bridges crate owns its meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BridgeReport {
-    /// The bridge's link state became this.
-    Link(LinkState),
-    /// It launched its app or wrote a file for it.
-    Acted,
-    /// It refused something: a file, an identifier, a context it cannot render.
-    Rejected,
 }
 
 /// Why a subscription request was refused.
@@ -391,7 +363,7 @@ impl Engine {
     }
 
     /// Tells observers (synchronously) and listeners (through the broadcast channel).
-    pub fn emit(&self, event: EngineEvent) {
+    fn emit(&self, event: EngineEvent) {
         for observer in self.inner.observers.read().iter() {
             observer(&event);
         }

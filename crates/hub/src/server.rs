@@ -6,7 +6,7 @@
 
 use crate::auth::{Authority, TokenError, TokenGrant};
 use crate::connections::{self, ConnectionPolicy};
-use crate::engine::{CurrentContext, Engine, EngineEvent, PublishError, SubscribeError};
+use crate::engine::{CurrentContext, Engine, PublishError, SubscribeError};
 use crate::socket::OpenSockets;
 use axum::Router;
 use axum::body::Bytes;
@@ -57,6 +57,8 @@ pub struct HubState {
     /// makes it wait for the change's history row, so what was acknowledged is on record. An
     /// `Err` (why it is not on record) is answered 503 instead.
     pub on_record: Option<OnRecord>,
+    /// Told of every token request's outcome (the agent's audit trail); `None` tells no one.
+    pub on_token: Option<OnToken>,
     /// Per-client request rates (`hub.requests_per_second_per_client`).
     pub limits: Arc<Limits>,
     /// The subscriber sockets still open (a stopping hub lets them finish closing).
@@ -65,6 +67,11 @@ pub struct HubState {
     /// files when this is `None`.
     pub tls: Option<TlsConfig>,
 }
+
+/// See [`HubState::on_token`]: the client id the request claimed (empty when it named none),
+/// and the granted scopes or why it was refused. Called on the request's task: it must not
+/// block.
+pub type OnToken = Arc<dyn Fn(&str, Result<&str, &str>) + Send + Sync>;
 
 /// See [`HubState::on_record`].
 pub type OnRecord =
@@ -101,6 +108,7 @@ impl HubState {
             allowed_hosts: allowed_hosts.into(),
             extension: Router::new(),
             on_record: None,
+            on_token: None,
             limits,
             sockets: OpenSockets::default(),
             tls: None,
@@ -507,17 +515,17 @@ async fn token(
     }
 }
 
-/// Answers a token request and tells the engine's observers (the audit trail) either way.
+/// Answers a token request and tells [`HubState::on_token`] either way.
 fn issue_token(state: &HubState, headers: &HeaderMap, raw: &[u8]) -> Result<String, TokenError> {
     let mut claimed = None;
     let result = grant_token(state, headers, raw, &mut claimed);
-    state.engine.emit(EngineEvent::Token {
-        client_id: claimed.unwrap_or_default(),
-        outcome: match &result {
-            Ok((_, scope)) => Ok(scope.clone()),
-            Err(e) => Err(e.to_string()),
-        },
-    });
+    if let Some(on_token) = &state.on_token {
+        let client_id = claimed.as_deref().unwrap_or_default();
+        match &result {
+            Ok((_, scope)) => on_token(client_id, Ok(scope)),
+            Err(e) => on_token(client_id, Err(&e.to_string())),
+        }
+    }
     result.map(|(body, _)| body)
 }
 

@@ -1,10 +1,12 @@
 //! Helpers for the bridge tests: a real engine with a topic, in-process subscribers that
-//! acknowledge like apps, and a record of every engine event (the audit trail's input).
+//! acknowledge like apps, and a record of every engine event and bridge report (the audit
+//! trail's input).
 #![allow(dead_code)]
 
-use lockstep_bridges::{BridgeStatus, Bridges, BridgesConfig, LinkState};
+use lockstep_bridges::{
+    BridgeReport, BridgeStatus, Bridges, BridgesConfig, LinkState, Report, Reporter,
+};
 use lockstep_fhircast::{ContextChange, Mode, ScopeSet, SubscriptionRequest};
-use lockstep_hub::engine::BridgeReport;
 use lockstep_hub::{Engine, EngineEvent, HubSettings, TokenGrant};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ pub struct Hub {
     pub engine: Engine,
     pub topic: Arc<str>,
     events: Arc<Mutex<Vec<EngineEvent>>>,
+    reports: Arc<Mutex<Vec<Report>>>,
     changed: Arc<Notify>,
 }
 
@@ -42,6 +45,7 @@ impl Hub {
             engine,
             topic,
             events,
+            reports: Arc::default(),
             changed,
         }
     }
@@ -105,15 +109,29 @@ impl Hub {
 
     /// Waits until an engine event matches `pred`, and returns it.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&EngineEvent) -> bool) -> EngineEvent {
+        self.wait_in(&self.events, what, pred).await
+    }
+
+    /// Waits until a bridge's report matches `pred`, and returns it.
+    pub async fn wait_for_report(&self, what: &str, pred: impl Fn(&Report) -> bool) -> Report {
+        self.wait_in(&self.reports, what, pred).await
+    }
+
+    async fn wait_in<T: Clone>(
+        &self,
+        seen: &Mutex<Vec<T>>,
+        what: &str,
+        pred: impl Fn(&T) -> bool,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let notified = self.changed.notified();
-            if let Some(found) = self.events.lock().unwrap().iter().find(|e| pred(e)) {
+            if let Some(found) = seen.lock().unwrap().iter().find(|e| pred(e)) {
                 return found.clone();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 panic!(
-                    "waited in vain for {what}; events so far: {:#?}",
+                    "waited in vain for {what}; bridge reports so far: {:#?}",
                     self.bridge_reports()
                 );
             }
@@ -123,33 +141,30 @@ impl Hub {
     /// Waits until bridge `name` reports a link state.
     pub async fn wait_for_state(&self, name: &str, state: LinkState) -> String {
         let found = self
-            .wait_for(&format!("{name} to become {}", state.name()), |e| {
-                matches!(e, EngineEvent::Bridge { bridge, report: BridgeReport::Link(s), .. }
-                    if bridge == name && *s == state)
+            .wait_for_report(&format!("{name} to become {}", state.name()), |r| {
+                r.bridge == name && r.kind == BridgeReport::Link(state)
             })
             .await;
-        match found {
-            EngineEvent::Bridge { detail, .. } => detail,
-            _ => unreachable!(),
-        }
+        found.detail
     }
 
     /// What bridges reported so far: (bridge, report, detail).
     pub fn bridge_reports(&self) -> Vec<(String, BridgeReport, String)> {
-        self.events
+        self.reports
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Bridge {
-                    bridge,
-                    report,
-                    detail,
-                    ..
-                } => Some((bridge.clone(), *report, detail.clone())),
-                _ => None,
-            })
+            .map(|r| (r.bridge.clone(), r.kind, r.detail.clone()))
             .collect()
+    }
+
+    /// Where the bridges started by this hub report: into this hub's record.
+    pub fn reporter(&self) -> Reporter {
+        let (reports, changed) = (self.reports.clone(), self.changed.clone());
+        Arc::new(move |report| {
+            reports.lock().unwrap().push(report.clone());
+            changed.notify_waiters();
+        })
     }
 
     pub fn count(&self, name: &str, report: BridgeReport) -> usize {
@@ -169,7 +184,13 @@ impl Hub {
     pub async fn bridges(&self, config: Value) -> Bridges {
         let config: BridgesConfig = serde_json::from_value(config).unwrap();
         config.validate().unwrap();
-        Bridges::start(self.engine.clone(), self.topic.clone(), &config).await
+        Bridges::start(
+            self.engine.clone(),
+            self.topic.clone(),
+            &config,
+            self.reporter(),
+        )
+        .await
     }
 }
 

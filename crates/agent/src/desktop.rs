@@ -169,7 +169,7 @@ impl Desktop {
         audit: AuditTrail,
         config: Config,
     ) -> Arc<Desktop> {
-        let desktop = Arc::new(Desktop {
+        Arc::new(Desktop {
             engine,
             topic,
             hub_url,
@@ -182,8 +182,7 @@ impl Desktop {
             status: watch::channel(TrayStatus::Idle).0,
             patient: AtomicBool::new(false),
             history: Mutex::new(None),
-        });
-        desktop
+        })
     }
 
     /// Whether a patient is in context now (told by the agent's context watcher).

@@ -5,14 +5,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lockstep_agent::AgentHandle;
-use lockstep_hub::EngineEvent;
-use lockstep_store::HistoryQuery;
+use lockstep_agent::{AgentHandle, LastChange};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Notify;
-use tokio::sync::broadcast::error::RecvError;
 
-use crate::view::{AppLink, Change, CurrentContext, StatusView};
+use crate::view::{AppLink, CurrentContext, StatusView};
 use crate::{notify, tray};
 
 /// Events the pages listen to; payloads are the view types of the same name.
@@ -50,7 +47,7 @@ impl Presented {
 }
 
 pub fn start(app: &AppHandle, agent: &AgentHandle) {
-    let first = context_view(agent, None);
+    let first = context_view(agent, agent.watch_context().borrow().change.clone());
     tray::show_context(app, &first);
     app.manage(Presented {
         context: Mutex::new(first),
@@ -63,34 +60,16 @@ pub fn start(app: &AppHandle, agent: &AgentHandle) {
     tauri::async_runtime::spawn(follow_status(app.clone(), agent.clone()));
 }
 
-/// Every accepted change, with who made it. The engine's broadcast says who and what; the
-/// context itself is read from the engine at that moment, so a burst lands as its newest state.
+/// Every accepted change, with who made it. The agent's watch says who and what; the context
+/// itself is read from the agent at that moment, so a burst lands as its newest state.
 async fn follow_context(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify>) {
-    let mut events = agent.engine().listen();
-    let topic = agent.topic();
-    loop {
-        let change = match events.recv().await {
-            Ok(EngineEvent::ContextChanged {
-                topic: changed,
-                event,
-                requester,
-                ..
-            }) if *changed == *topic => Some(Change {
-                at: now_rfc3339(),
-                event: event.to_owned(),
-                app: requester,
-            }),
-            Ok(_) => continue,
-            // Missed some: the history's newest row says who changed it last.
-            Err(RecvError::Lagged(_)) => latest_change(&agent).await,
-            Err(RecvError::Closed) => {
-                tracing::debug!("the agent closed its event channel");
-                return;
-            }
-        };
+    let mut changes = agent.watch_context();
+    changes.borrow_and_update();
+    while changes.changed().await.is_ok() {
         if quitting() {
             return;
         }
+        let change = changes.borrow_and_update().change.clone();
         let view = context_view(&agent, change);
         tray::show_context(&app, &view);
         *app.state::<Presented>()
@@ -100,6 +79,7 @@ async fn follow_context(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify
         emit(&app, CONTEXT_CHANGED, &view);
         recorded.notify_one();
     }
+    tracing::debug!("the agent stopped telling context changes");
 }
 
 /// Tells the history window once a change is in the database (not when the engine decides,
@@ -116,33 +96,14 @@ async fn follow_history(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify
     }
 }
 
-fn context_view(agent: &AgentHandle, change: Option<Change>) -> CurrentContext {
-    let current = agent.engine().current_context_of(&agent.topic());
+fn context_view(agent: &AgentHandle, change: Option<LastChange>) -> CurrentContext {
+    let current = agent.current_context();
     CurrentContext::new(
         agent.hub_url(),
         current.as_ref().and_then(|c| c.summary.as_ref()),
         current.as_ref().map(|c| c.context.as_str()),
         change,
     )
-}
-
-async fn latest_change(agent: &AgentHandle) -> Option<Change> {
-    let history = agent.history().clone();
-    let query = HistoryQuery {
-        limit: 1,
-        ..HistoryQuery::default()
-    };
-    let newest = tokio::task::spawn_blocking(move || history.query(&query))
-        .await
-        .ok()?
-        .ok()?
-        .into_iter()
-        .next()?;
-    Some(Change {
-        at: newest.at,
-        event: newest.event,
-        app: newest.app,
-    })
 }
 
 async fn follow_links(app: AppHandle, agent: AgentHandle) {
@@ -178,10 +139,4 @@ fn emit(app: &AppHandle, event: &str, payload: impl serde::Serialize + Clone) {
     if let Err(error) = app.emit(event, payload) {
         tracing::warn!("cannot send {event} to the windows: {error}");
     }
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

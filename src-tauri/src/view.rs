@@ -5,7 +5,7 @@
 //! crates cannot silently blank a field on screen; every conversion here is display only.
 
 use lockstep_agent::desktop::TrayStatus;
-use lockstep_agent::{LinkKind, LinkState, LinkView};
+use lockstep_agent::{LastChange, LinkKind, LinkState, LinkView};
 use lockstep_fhircast::summary::ContextSummary;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,7 +25,7 @@ pub struct CurrentContext {
     pub study: Option<Study>,
     pub report: Option<Report>,
     /// The change that left the context as it is; `None` until the first change.
-    pub change: Option<Change>,
+    pub change: Option<LastChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,17 +68,6 @@ pub struct Report {
     pub status: String,
 }
 
-/// Who changed the context, with what, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Change {
-    /// RFC 3339 (UTC); the page shows it in local time.
-    pub at: String,
-    pub event: String,
-    /// The registered name of the app that asked for the change.
-    pub app: String,
-}
-
 impl CurrentContext {
     /// `context` is the current context array exactly as the hub holds it (for the fields the
     /// summary does not keep: every identifier, the study date).
@@ -86,7 +75,7 @@ impl CurrentContext {
         hub_url: String,
         summary: Option<&ContextSummary>,
         context: Option<&str>,
-        change: Option<Change>,
+        change: Option<LastChange>,
     ) -> Self {
         let resources: Value = context
             .and_then(|text| serde_json::from_str(text).ok())
@@ -492,7 +481,7 @@ mod tests {
 
     #[test]
     fn serialises_in_the_shape_the_page_reads() {
-        let change = Change {
+        let change = LastChange {
             at: "2026-04-12T07:31:27.000Z".into(),
             event: "Patient-open".into(),
             app: "Radiology worklist".into(),

@@ -15,14 +15,16 @@ use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
 use lockstep_hub::{
     Authenticated, Delivery, Engine, EngineEvent, HubState, LinkEnd, LinkState, Refusal, TokenGrant,
 };
-use lockstep_store::{
-    AuditKind, AuditRecord, HistoryEntry, HistoryQuery, HistoryRecord, Store, StoreError,
-    StoreOptions, StoreWriter,
-};
+use lockstep_store::{AuditRecord, HistoryRecord, Store, StoreError, StoreOptions, StoreWriter};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The store's types the shells use, from the agent (their one door).
+pub use lockstep_store::{
+    AuditEntry, AuditFormat, AuditKind, AuditQuery, HistoryEntry, HistoryQuery,
+};
 
 /// The database file name in the data folder.
 pub const DATABASE_FILE: &str = "lockstep.db";

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bridges;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod desktop;
 pub mod history;
 pub mod links;
@@ -15,15 +16,15 @@ pub mod paths;
 pub mod secrets;
 
 pub use config::{AppConfig, Config, ConfigError, ConfigSources};
+pub use context::{ContextNow, LastChange};
 pub use links::{LinkKind, LinkView};
 /// How an app or a bridge keeps up, from the engine's decision to the window's row.
-pub use lockstep_hub::{LinkEnd, LinkState};
+pub use lockstep_hub::{CurrentContext, LinkEnd, LinkState};
 
 use desktop::{AppView, Desktop, DesktopError, NewApp, SettingsView, TrayStatus};
 use history::History;
 use lockstep_fhircast::ScopeSet;
-use lockstep_fhircast::summary::ContextSummary;
-use lockstep_hub::{Authority, ClientRegistration, Engine, EngineEvent, HubState};
+use lockstep_hub::{Authority, ClientRegistration, Engine, HubState};
 use secrets::SecretStore;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
@@ -120,8 +121,12 @@ impl Agent {
             engine.clone(),
             desktop.clone(),
         ));
-        let (context_tx, context_rx) = watch::channel(None);
-        engine.observe(follow_context(topic.clone(), context_tx, desktop.clone()));
+        let (context_tx, context_rx) = watch::channel(ContextNow::default());
+        engine.observe(context::follow_context(
+            topic.clone(),
+            context_tx,
+            desktop.clone(),
+        ));
         let bridges = Arc::new(
             lockstep_bridges::Bridges::start(
                 engine.clone(),
@@ -208,39 +213,6 @@ fn resolve_clients(
         .collect()
 }
 
-/// Keeps the watch channel on the topic's current context, and the tray's patient flag. An
-/// observer, told in the engine's thread as the change is made: in a headless agent a context
-/// change then wakes no task at all (a task woken per change competed with the apps for the
-/// CPU as they read the change).
-fn follow_context(
-    topic: Arc<str>,
-    tx: watch::Sender<Option<ContextSummary>>,
-    desktop: Arc<Desktop>,
-) -> lockstep_hub::Observer {
-    Arc::new(move |event| {
-        let EngineEvent::ContextChanged {
-            topic: changed,
-            current,
-            ..
-        } = event
-        else {
-            return;
-        };
-        if *changed != topic {
-            return;
-        }
-        desktop.show_patient(current.is_some());
-        tx.send_if_modified(|shown| {
-            let summary = current.as_deref();
-            let changed = shown.as_ref() != summary;
-            if changed {
-                *shown = summary.cloned();
-            }
-            changed
-        });
-    })
-}
-
 /// A running agent. Clones share it.
 #[derive(Clone)]
 pub struct AgentHandle {
@@ -252,7 +224,7 @@ struct HandleInner {
     port: u16,
     topic: Arc<str>,
     engine: Engine,
-    context: watch::Receiver<Option<ContextSummary>>,
+    context: watch::Receiver<ContextNow>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// Becomes true when the server has stopped, for whatever reason.
     ended: watch::Receiver<bool>,
@@ -277,18 +249,19 @@ impl AgentHandle {
         self.inner.topic.to_string()
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
-    }
-
     /// Context history and the audit trail.
     pub fn history(&self) -> &Arc<History> {
         &self.inner.history
     }
 
-    /// The current context's summary, updated on every change (no polling).
-    pub fn watch_context(&self) -> watch::Receiver<Option<ContextSummary>> {
+    /// The current context's summary and the change that made it, pushed on every change.
+    pub fn watch_context(&self) -> watch::Receiver<ContextNow> {
         self.inner.context.clone()
+    }
+
+    /// The session's current context as Get Current Context answers it, read now.
+    pub fn current_context(&self) -> Option<CurrentContext> {
+        self.inner.engine.current_context_of(&self.inner.topic)
     }
 
     /// Each app's link state, pushed on every change.

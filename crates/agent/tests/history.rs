@@ -323,7 +323,7 @@ async fn after_a_restart_the_context_is_empty_and_history_remains() {
         current["context.type"], "",
         "a restart never restores a patient silently"
     );
-    assert!(again.watch_context().borrow().is_none());
+    assert!(again.watch_context().borrow().summary.is_none());
     assert_eq!(history(&again, HistoryQuery::default()).await.len(), 1);
     again.shutdown().await;
 }

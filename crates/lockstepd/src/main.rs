@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lockstep_agent::client::HubClient;
 use lockstep_agent::history;
+use lockstep_agent::history::AuditFormat;
 use lockstep_agent::{Config, config::ConfigSources};
-use lockstep_store::AuditFormat;
 use std::path::PathBuf;
 
 #[derive(Parser)]

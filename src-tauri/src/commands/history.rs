@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use lockstep_agent::AgentHandle;
+use lockstep_agent::history::{AuditKind, AuditQuery, HistoryEntry, HistoryQuery};
 use lockstep_agent::history::{History, ReopenError, query_from_params};
 use lockstep_fhircast::EventSpec;
 use lockstep_fhircast::event::{EventKind, SYNC_ERROR};
-use lockstep_store::{AuditKind, AuditQuery, HistoryEntry, HistoryQuery};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, State};
 

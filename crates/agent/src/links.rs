@@ -46,17 +46,19 @@ pub(crate) async fn follow_links(
     }
     sync_bridges(&mut links, &bridges.borrow_and_update());
     publish(&desktop, &links);
+    let mut bridges_running = true;
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
-            changed = bridges.changed() => {
-                if changed.is_ok() {
-                    sync_bridges(&mut links, &bridges.borrow_and_update());
-                    publish(&desktop, &links);
-                    continue;
+            changed = bridges.changed(), if bridges_running => {
+                match changed {
+                    Ok(()) => {
+                        sync_bridges(&mut links, &bridges.borrow_and_update());
+                        publish(&desktop, &links);
+                    }
+                    // The bridges are gone (the agent is stopping): the apps still count.
+                    Err(_) => bridges_running = false,
                 }
-                // The bridges are gone (the agent is stopping): apps still count.
-                std::future::pending::<()>().await;
                 continue;
             }
         };

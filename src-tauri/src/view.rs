@@ -6,6 +6,7 @@
 
 use lockstep_agent::desktop::TrayStatus;
 use lockstep_agent::{LastChange, LinkKind, LinkState, LinkView};
+use lockstep_fhircast::identifier;
 use lockstep_fhircast::summary::ContextSummary;
 use serde::Serialize;
 use serde_json::Value;
@@ -167,37 +168,16 @@ fn resource<'a>(context: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 fn identifiers(resource: &Value) -> Vec<Identifier> {
-    let text = |value: Option<&Value>| {
-        value
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|identifier| {
-            let value = text(identifier.get("value"))?;
-            let kind = identifier.get("type");
-            let code = kind
-                .and_then(|t| t.get("coding"))
-                .and_then(|c| c.get(0))
-                .and_then(|c| text(c.get("code")));
-            let label = match code.as_deref() {
-                Some("MR") => "MRN".to_owned(),
-                _ => text(kind.and_then(|t| t.get("text")))
-                    .or(code)
-                    .unwrap_or_else(|| "ID".to_owned()),
+    identifier::identifiers(resource)
+        .filter_map(|id| {
+            let label = match id.type_code() {
+                Some("MR") => "MRN",
+                code => id.type_text().or(code).unwrap_or("ID"),
             };
-            let issuer = text(identifier.get("assigner").and_then(|a| a.get("display")))
-                .or_else(|| text(identifier.get("system")));
             Some(Identifier {
-                label,
-                value,
-                issuer,
+                label: label.to_owned(),
+                value: id.value()?.to_owned(),
+                issuer: id.issuer().map(str::to_owned),
             })
         })
         .collect()

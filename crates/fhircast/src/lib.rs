@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod frames;
+pub mod identifier;
 pub mod notification;
 pub mod scope;
 pub mod subscription;

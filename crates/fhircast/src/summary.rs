@@ -3,6 +3,7 @@
 //! Only what a person needs to recognise the patient and study at a glance; the full resources
 //! stay in the event. Fields that are absent or unreadable are `None`, never guessed.
 
+use crate::identifier::{based_on_identifiers, identifier_of_type, identifiers, study_uid};
 use crate::notification::ContextEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,8 +23,6 @@ pub struct ContextSummary {
     pub study_description: Option<String>,
     pub report_status: Option<String>,
 }
-
-const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 
 impl ContextSummary {
     pub fn from_entries(event: &str, entries: &[ContextEntry]) -> Self {
@@ -45,21 +44,17 @@ impl ContextSummary {
             summary.patient_birth_date = text(patient.get("birthDate"));
             summary.patient_sex = text(patient.get("gender"));
             if let Some(mrn) =
-                identifier_of_type(patient, "MR").or_else(|| first_identifier(patient))
+                identifier_of_type(patient, "MR").or_else(|| identifiers(patient).next())
             {
-                summary.patient_mrn = text(mrn.get("value"));
-                summary.patient_mrn_issuer =
-                    text(mrn.get("assigner").and_then(|a| a.get("display")))
-                        .or_else(|| text(mrn.get("system")));
+                summary.patient_mrn = mrn.value().map(str::to_owned);
+                summary.patient_mrn_issuer = mrn.issuer().map(str::to_owned);
             }
         }
         if let Some(study) = resource("study") {
-            summary.study_accession =
-                identifier_of_type(study, "ACSN").and_then(|i| text(i.get("value")));
-            summary.study_uid = identifiers(study)
-                .find(|i| i.get("system").and_then(Value::as_str) == Some(DICOM_UID_SYSTEM))
-                .and_then(|i| text(i.get("value")))
-                .map(|uid| uid.trim_start_matches("urn:oid:").to_owned());
+            summary.study_accession = identifier_of_type(study, "ACSN")
+                .and_then(|i| i.value())
+                .map(str::to_owned);
+            summary.study_uid = study_uid(study).map(str::to_owned);
             summary.study_modality = study
                 .get("modality")
                 .and_then(|m| m.get(0))
@@ -69,14 +64,10 @@ impl ContextSummary {
         if let Some(report) = resource("report") {
             summary.report_status = text(report.get("status"));
             if summary.study_accession.is_none() {
-                summary.study_accession = report
-                    .get("basedOn")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|b| b.get("identifier"))
-                    .find(|i| has_type(i, "ACSN"))
-                    .and_then(|i| text(i.get("value")));
+                summary.study_accession = based_on_identifiers(report)
+                    .find(|i| i.has_type("ACSN"))
+                    .and_then(|i| i.value())
+                    .map(str::to_owned);
             }
         }
         summary
@@ -104,35 +95,6 @@ fn text(value: Option<&Value>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-}
-
-fn identifiers(resource: &Value) -> impl Iterator<Item = &Value> {
-    resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
-fn first_identifier(resource: &Value) -> Option<&Value> {
-    identifiers(resource).next()
-}
-
-fn identifier_of_type<'a>(resource: &'a Value, code: &str) -> Option<&'a Value> {
-    identifiers(resource).find(|i| has_type(i, code))
-}
-
-/// Whether an Identifier's `type` carries the v2-0203 code (MR, ACSN, ...).
-fn has_type(identifier: &Value, code: &str) -> bool {
-    identifier
-        .get("type")
-        .and_then(|t| t.get("coding"))
-        .and_then(Value::as_array)
-        .is_some_and(|codings| {
-            codings
-                .iter()
-                .any(|c| c.get("code").and_then(Value::as_str) == Some(code))
-        })
 }
 
 /// A HumanName as "FAMILY, Given Middle", or its `text`.

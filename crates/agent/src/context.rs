@@ -2,9 +2,10 @@
 //! made it, pushed on every change by an engine observer (in a headless agent nobody listens,
 //! and a change wakes no task at all).
 
-use crate::desktop::{Desktop, now_iso};
+use crate::desktop::Desktop;
 use lockstep_fhircast::summary::ContextSummary;
 use lockstep_hub::EngineEvent;
+use lockstep_hub::clock::now_iso;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::watch;

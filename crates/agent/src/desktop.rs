@@ -438,12 +438,6 @@ impl Desktop {
     }
 }
 
-pub(crate) fn now_iso() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// 244 random bits as hex, from the OS generator (through two UUID v4s).
 fn random_hex() -> String {
     format!(

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
+use lockstep_hub::clock::now_iso;
 use lockstep_hub::{
     Authenticated, Delivery, Engine, EngineEvent, HubState, LinkEnd, LinkState, Refusal, TokenGrant,
 };
@@ -462,12 +463,6 @@ fn require(grant: &TokenGrant, scope: &str) -> Result<(), Refusal> {
             format!("the token has no {scope} scope"),
         ))
     }
-}
-
-fn now_iso() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A history query from URL query parameters (`patient`, `accession`, `uid`, `event`, `app`,

@@ -1,8 +1,9 @@
 //! Each app's and each bridge's link as the window and the tray show it, kept on the engine's
 //! decisions and the bridges' board.
 
-use crate::desktop::{Desktop, now_iso};
+use crate::desktop::Desktop;
 use lockstep_bridges::BridgeStatus;
+use lockstep_hub::clock::now_iso;
 use lockstep_hub::{EngineEvent, LinkState, SubscriberInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@
 use crate::{Board, BridgeError, BridgeReport, LinkState, Report, Reporter};
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
+use lockstep_hub::clock::now_iso;
 use lockstep_hub::engine::{CloseOrder, Connection, SocketEnd};
 use lockstep_hub::{Engine, TokenGrant};
 use serde_json::{Value, json};
@@ -314,10 +315,4 @@ fn describe(order: Result<CloseOrder, oneshot::error::RecvError>) -> String {
         Ok(order) => format!("closed with code {}", order.code),
         Err(_) => "the hub dropped the subscription".to_owned(),
     }
-}
-
-pub(crate) fn now_iso() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -12,7 +12,7 @@ pub mod server;
 pub mod settings;
 pub mod tls;
 
-mod clock;
+pub mod clock;
 mod connections;
 mod contexts;
 #[doc(hidden)]

@@ -14,6 +14,8 @@
 //! somewhere else (a log, a ticket) to pin the trail up to that point.
 
 use crate::clock;
+use crate::csv::{Cells, CsvWriter};
+use crate::sql::Filtered;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
@@ -545,13 +547,8 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1");
-    let mut args: Vec<Value> = Vec::new();
-    let mut filter = |clause: &str, value: Value| {
-        sql.push_str(" AND ");
-        sql.push_str(clause);
-        args.push(value);
-    };
+    let mut rows = Filtered::new(&format!("SELECT {COLUMNS} FROM audit"));
+    let mut filter = |clause: &str, value: Value| rows.and(clause, [value]);
     if let Some(before) = q.before_id {
         filter("id < ?", Value::Integer(before));
     }
@@ -571,16 +568,14 @@ pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> rusqlite::Result<Vec<A
     }
     if let Some(actor) = &q.actor {
         // The actor itself, or one of the names in a row of acknowledgements.
-        sql.push_str(
-            " AND (actor = ? OR (kind = 'delivery.acknowledged' AND actor LIKE '[%' \
+        rows.and(
+            "(actor = ? OR (kind = 'delivery.acknowledged' AND actor LIKE '[%' \
              AND json_valid(actor) AND EXISTS (SELECT 1 FROM json_each(audit.actor) \
              WHERE json_each.value = ?)))",
+            [Value::Text(actor.clone()), Value::Text(actor.clone())],
         );
-        args.push(Value::Text(actor.clone()));
-        args.push(Value::Text(actor.clone()));
     }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    args.push(Value::Integer(q.limit.clamp(1, 1000) as i64));
+    let (sql, args) = rows.newest_first("id", q.limit.clamp(1, 1000));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), entry_from_row)?;
     rows.collect()
@@ -655,28 +650,36 @@ pub(crate) fn export(
     let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?;
     let mut rows = stmt.query([])?;
     let mut count = 0;
-    if format == AuditFormat::Csv {
-        out.write_all(b"id,at,at_ms,kind,actor,topic,subject,detail,hash\r\n")?;
-    }
-    while let Some(row) = rows.next()? {
-        let entry = entry_from_row(row)?;
-        match format {
-            AuditFormat::Csv => write_csv_row(out, &entry)?,
-            AuditFormat::JsonLines => {
-                serde_json::to_writer(&mut *out, &entry)?;
-                out.write_all(b"\n")?;
+    match format {
+        AuditFormat::Csv => {
+            // Exact: a reader re-hashes the exported rows to check the chain.
+            let mut csv = CsvWriter::new(&mut *out, Cells::Exact);
+            csv.row(CSV_HEADER)?;
+            while let Some(row) = rows.next()? {
+                write_csv_row(&mut csv, &entry_from_row(row)?)?;
+                count += 1;
             }
         }
-        count += 1;
+        AuditFormat::JsonLines => {
+            while let Some(row) = rows.next()? {
+                serde_json::to_writer(&mut *out, &entry_from_row(row)?)?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+        }
     }
     out.flush()?;
     Ok(count)
 }
 
-fn write_csv_row(out: &mut dyn Write, e: &AuditEntry) -> std::io::Result<()> {
+const CSV_HEADER: [&str; 9] = [
+    "id", "at", "at_ms", "kind", "actor", "topic", "subject", "detail", "hash",
+];
+
+fn write_csv_row(csv: &mut CsvWriter<impl Write>, e: &AuditEntry) -> std::io::Result<()> {
     let id = e.id.to_string();
     let at_ms = e.at_ms.to_string();
-    let fields = [
+    csv.row([
         id.as_str(),
         &e.at,
         &at_ms,
@@ -686,27 +689,7 @@ fn write_csv_row(out: &mut dyn Write, e: &AuditEntry) -> std::io::Result<()> {
         e.subject.as_deref().unwrap_or(""),
         &e.detail,
         &e.hash,
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_csv_field(out, field)?;
-    }
-    out.write_all(b"\r\n")
-}
-
-fn write_csv_field(out: &mut dyn Write, field: &str) -> std::io::Result<()> {
-    let needs_quotes = field.contains([',', '"', '\n', '\r'])
-        || field.starts_with(char::is_whitespace)
-        || field.ends_with(char::is_whitespace);
-    if needs_quotes {
-        out.write_all(b"\"")?;
-        out.write_all(field.replace('"', "\"\"").as_bytes())?;
-        out.write_all(b"\"")
-    } else {
-        out.write_all(field.as_bytes())
-    }
+    ])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -765,19 +748,6 @@ mod tests {
         assert_ne!(
             row("ab", "c").link(&GENESIS, &mut buf),
             row("a", "bc").link(&GENESIS, &mut buf)
-        );
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        let mut out = Vec::new();
-        for field in ["plain", "a,b", "say \"hi\"", "two\nlines", " edge", ""] {
-            write_csv_field(&mut out, field).unwrap();
-            out.push(b'|');
-        }
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\" edge\"||"
         );
     }
 

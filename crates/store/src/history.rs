@@ -1,6 +1,7 @@
 //! Context history: every context change the hub accepted, searchable and paged newest first.
 
 use crate::clock;
+use crate::sql::Filtered;
 use lockstep_fhircast::summary::ContextSummary;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -204,13 +205,8 @@ pub(crate) fn query(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Vec
     // The page's ids are picked first, from the small searchable rows alone; only then are
     // the ~50 chosen rows joined to their (large) event JSON. Joining before the ORDER BY
     // would carry every candidate's JSON through the sort.
-    let mut sql = String::from("SELECT h.id FROM history AS h WHERE 1");
-    let mut args: Vec<Value> = Vec::new();
-    let mut filter = |clause: &str, value: Value| {
-        sql.push_str(" AND ");
-        sql.push_str(clause);
-        args.push(value);
-    };
+    let mut page = Filtered::new("SELECT h.id FROM history AS h");
+    let mut filter = |clause: &str, value: Value| page.and(clause, [value]);
     if let Some(before) = q.before_id {
         filter("h.id < ?", Value::Integer(before));
     }
@@ -254,8 +250,7 @@ pub(crate) fn query(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Vec
             );
         }
     }
-    sql.push_str(" ORDER BY h.id DESC LIMIT ?");
-    args.push(Value::Integer(q.effective_limit() as i64));
+    let (sql, args) = page.newest_first("h.id", q.effective_limit());
     // CROSS JOIN pins the join order: the page drives, each row looked up by primary key.
     let sql = format!(
         "SELECT {COLUMNS} FROM ({sql}) AS page \

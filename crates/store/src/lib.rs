@@ -7,11 +7,13 @@
 
 mod audit;
 mod clock;
+pub mod csv;
 mod error;
 mod history;
 mod problem;
 mod retention;
 mod schema;
+mod sql;
 mod writer;
 
 pub use audit::{

@@ -89,6 +89,13 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// CSV for a spreadsheet (the history window's export): every matching entry, `limit`
+        /// being only the page size.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// The audit trail: verify its hash chain, or export it.
     Audit {
@@ -204,12 +211,25 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
             println!("{}", client.current_context().await?);
             Ok(())
         }
-        Command::History { filters, json } => {
+        Command::History {
+            filters,
+            json,
+            csv,
+            output,
+        } => {
             let query = history::query_from_params(
                 filters.iter().map(|f| f.split_once('=').unwrap_or((f, ""))),
             )
             .map_err(anyhow::Error::msg)?;
             let store = history::open_store(&config)?;
+            if csv {
+                let rows = match output {
+                    Some(path) => history::export_csv(&store, &query, create(&path)?)?,
+                    None => history::export_csv(&store, &query, std::io::stdout().lock())?,
+                };
+                eprintln!("lockstepd: {rows} history entries exported");
+                return Ok(());
+            }
             let entries = history::query_all(&store, &query)?;
             for entry in &entries {
                 if json {
@@ -261,11 +281,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                         ExportFormat::Json => AuditFormat::JsonLines,
                     };
                     let rows = match output {
-                        Some(path) => {
-                            let file = std::fs::File::create(&path)
-                                .with_context(|| format!("creating {}", path.display()))?;
-                            store.export_audit(format, std::io::BufWriter::new(file))?
-                        }
+                        Some(path) => store.export_audit(format, create(&path)?)?,
                         None => store.export_audit(format, std::io::stdout().lock())?,
                     };
                     eprintln!("lockstepd: {rows} audit rows exported");
@@ -274,6 +290,13 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
             }
         }
     }
+}
+
+/// An output file the user named, buffered.
+fn create(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
 }
 
 async fn sign_in(app: &AppCredentials, config: &Config) -> anyhow::Result<HubClient> {

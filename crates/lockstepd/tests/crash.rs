@@ -3,7 +3,7 @@
 //! no current context (apps re-open; history never silently restores a patient).
 
 mod common;
-use common::Daemon;
+use common::{Daemon, cli};
 use lockstep_store::{HistoryQuery, Store, StoreOptions};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -139,59 +139,4 @@ async fn sigkill_mid_burst_loses_no_acknowledged_event() {
     let current: Value = serde_json::from_slice(&current.stdout).unwrap();
     assert_eq!(current["context.type"], "");
     assert!(again.terminate().success());
-}
-
-/// Runs `lockstepd --config <text> ARGS` (verbs that read the local database).
-fn cli(config: &str, args: &[&str]) -> std::process::Output {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_lockstepd"))
-        .arg("--config")
-        .arg(file.path())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn history_pages_past_the_store_s_page_size_instead_of_cutting_it_short() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lockstep.db");
-    {
-        let store = Store::open(&db, StoreOptions::default()).unwrap();
-        let writer = store.writer().unwrap();
-        for n in 0..2500 {
-            let event = json!({ "timestamp": "2026-01-01T00:00:00Z", "id": format!("e{n}"),
-                "event": { "hub.topic": "T", "hub.event": "Patient-open", "context": [] } });
-            writer.record_history(lockstep_store::HistoryRecord::new(
-                "T",
-                "Patient-open",
-                format!("e{n}"),
-                "RIS",
-                event.to_string(),
-            ));
-        }
-        writer.shutdown().unwrap();
-    }
-    let text = config(&db);
-    for (limit, expected) in [(1200, 1200), (5000, 2500)] {
-        let history = cli(&text, &["history", "--json", &format!("limit={limit}")]);
-        assert!(history.status.success());
-        let ids: Vec<String> = String::from_utf8_lossy(&history.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["event_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(ids.len(), expected, "limit={limit}");
-        assert_eq!(
-            ids.iter().collect::<HashSet<_>>().len(),
-            expected,
-            "no row twice"
-        );
-        assert_eq!(ids[0], "e2499", "newest first");
-    }
 }

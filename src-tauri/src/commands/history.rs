@@ -2,15 +2,13 @@
 //! 100,000 rows is as fast as the first), one entry in full with each app's outcome, reopening
 //! a past context, and the current view as CSV.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
 
 use lockstep_agent::AgentHandle;
-use lockstep_agent::history::{AuditKind, AuditQuery, HistoryEntry, HistoryQuery};
-use lockstep_agent::history::{History, ReopenError, query_from_params};
+use lockstep_agent::history::query_from_params;
+use lockstep_agent::history::{self, History, HistoryEntry, HistoryQuery, Outcome, ReopenError};
 use lockstep_fhircast::EventSpec;
-use lockstep_fhircast::event::{EventKind, SYNC_ERROR};
+use lockstep_fhircast::event::SYNC_ERROR;
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, State};
 
@@ -122,18 +120,6 @@ pub async fn history_page(
     .await
 }
 
-/// One app's outcome for an event, or another act on it (a reopen).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Outcome {
-    pub at: String,
-    /// The subscriber (or who reopened it).
-    pub actor: String,
-    /// `acknowledged`, `refused`, `timed-out` or `reopened`.
-    pub outcome: &'static str,
-    pub detail: String,
-}
-
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryDetail {
@@ -153,56 +139,17 @@ pub async fn history_detail(
 ) -> Result<HistoryDetail, CommandError> {
     let history = agent.history().clone();
     blocking(move || {
-        let entry = history
-            .store()
-            .history_entry(id)
+        let detail = history::detail(history.store(), id)
             .map_err(CommandError::failed)?
             .ok_or_else(|| {
                 CommandError::new(ErrorKind::NotFound, format!("no history entry {id}"))
             })?;
-        let audit = history
-            .store()
-            .audit(&AuditQuery {
-                subject: Some(entry.event_id.clone()),
-                limit: HistoryQuery::MAX_LIMIT,
-                ..AuditQuery::default()
-            })
-            .map_err(CommandError::failed)?;
-        // Oldest first: the order things happened in. A row of acknowledgements names each
-        // app that answered; each gets a line.
-        let outcomes: Vec<Outcome> = audit
-            .iter()
-            .rev()
-            .flat_map(|row| {
-                let outcome = match row.kind() {
-                    Some(AuditKind::DeliveryAcknowledged) => "acknowledged",
-                    Some(AuditKind::DeliveryRefused) => "refused",
-                    Some(AuditKind::DeliveryTimedOut) => "timed-out",
-                    Some(AuditKind::HistoryReopened) => "reopened",
-                    _ => return Vec::new(),
-                };
-                row.actors()
-                    .into_iter()
-                    .map(|actor| Outcome {
-                        at: row.at.clone(),
-                        actor,
-                        outcome,
-                        detail: row.detail.clone(),
-                    })
-                    .collect()
-            })
-            .collect();
-        let event_json = serde_json::from_str::<serde_json::Value>(&entry.event_json)
-            .and_then(|value| serde_json::to_string_pretty(&value))
-            .unwrap_or_else(|_| entry.event_json.clone());
-        let can_reopen =
-            EventSpec::lookup(&entry.event).is_some_and(|spec| spec.kind == EventKind::Open);
         Ok(HistoryDetail {
-            row: HistoryRow::from(&entry),
-            event_id: entry.event_id.clone(),
-            event_json,
-            outcomes,
-            can_reopen,
+            row: HistoryRow::from(&detail.entry),
+            event_id: detail.entry.event_id,
+            event_json: detail.event_pretty,
+            outcomes: detail.outcomes,
+            can_reopen: detail.can_reopen,
         })
     })
     .await
@@ -275,7 +222,6 @@ pub async fn history_export(
 ) -> Result<Exported, CommandError> {
     let query = HistoryFilter {
         before: None,
-        limit: Some(HistoryQuery::MAX_LIMIT),
         ..filter
     }
     .query()?;
@@ -292,7 +238,7 @@ pub async fn history_export(
     let path = folder.join(format!("lockstep-history-{stamp}.csv"));
     let history = agent.history().clone();
     blocking(move || {
-        let rows = export_csv(&history, query, &path).map_err(CommandError::failed)?;
+        let rows = export_to(&history, &query, &path).map_err(CommandError::failed)?;
         tracing::info!("history exported: {rows} rows to {}", path.display());
         Ok(Exported {
             path: path.display().to_string(),
@@ -302,87 +248,12 @@ pub async fn history_export(
     .await
 }
 
-const CSV_HEADER: [&str; 12] = [
-    "time (UTC)",
-    "event",
-    "patient",
-    "birth date",
-    "MRN",
-    "accession",
-    "modality",
-    "study",
-    "report status",
-    "app",
-    "event id",
-    "history id",
-];
-
-fn export_csv(
-    history: &Arc<History>,
-    query: HistoryQuery,
-    path: &PathBuf,
-) -> anyhow::Result<usize> {
+fn export_to(history: &History, query: &HistoryQuery, path: &Path) -> anyhow::Result<usize> {
     if let Some(folder) = path.parent() {
         std::fs::create_dir_all(folder)?;
     }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    write_csv_line(&mut out, CSV_HEADER.iter().map(|s| Some(*s)))?;
-    let mut rows = 0;
-    let mut next = Some(query);
-    while let Some(query) = next {
-        let page = history.query(&query)?;
-        for entry in &page {
-            let s = &entry.summary;
-            let id = entry.id.to_string();
-            write_csv_line(
-                &mut out,
-                [
-                    Some(entry.at.as_str()),
-                    Some(entry.event.as_str()),
-                    s.patient_name.as_deref(),
-                    s.patient_birth_date.as_deref(),
-                    s.patient_mrn.as_deref(),
-                    s.study_accession.as_deref(),
-                    s.study_modality.as_deref(),
-                    s.study_description.as_deref(),
-                    s.report_status.as_deref(),
-                    Some(entry.app.as_str()),
-                    Some(entry.event_id.as_str()),
-                    Some(id.as_str()),
-                ],
-            )?;
-        }
-        rows += page.len();
-        next = query.next_page(&page);
-    }
-    out.flush()?;
-    Ok(rows)
-}
-
-fn write_csv_line<'a>(
-    out: &mut impl Write,
-    fields: impl IntoIterator<Item = Option<&'a str>>,
-) -> std::io::Result<()> {
-    let line: Vec<String> = fields
-        .into_iter()
-        .map(|field| csv_field(field.unwrap_or_default()))
-        .collect();
-    write!(out, "{}\r\n", line.join(","))
-}
-
-/// RFC 4180 quoting. A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first)
-/// gets a leading `'`: names and descriptions come from other applications.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    Ok(history::export_csv(history.store(), query, file)?)
 }
 
 #[derive(Debug, Serialize)]
@@ -420,14 +291,6 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field("DOE, Jane"), "\"DOE, Jane\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("12345"), "12345");
-    }
 
     #[test]
     fn blank_filters_filter_nothing() {

@@ -91,6 +91,18 @@ impl Daemon {
     }
 }
 
+/// Runs `lockstepd --config <text> ARGS` (verbs that read the local database).
+pub fn cli(config: &str, args: &[&str]) -> Output {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(config.as_bytes()).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+        .arg("--config")
+        .arg(file.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 impl Drop for Daemon {
     /// A failing test must not leave its daemon running.
     fn drop(&mut self) {

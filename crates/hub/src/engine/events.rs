@@ -1,0 +1,75 @@
+//! What the engine tells: the events observers and listeners receive, and who they are about.
+
+use super::FrameText;
+use crate::link::LinkState;
+use lockstep_fhircast::summary::ContextSummary;
+use std::sync::Arc;
+
+/// A subscriber as listeners see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    pub topic: Arc<str>,
+    /// The name used in SyncErrors: `subscriber.name`, else the client's registered name.
+    pub name: String,
+    pub client_id: String,
+    pub events: String,
+}
+
+/// What became of one notification to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Answered with a 2xx status (or with none, read as received).
+    Acknowledged { status: u16 },
+    /// Answered with a non-2xx status.
+    Refused { status: u16 },
+    /// No answer within the acknowledgement deadline.
+    TimedOut,
+}
+
+/// Called with every engine event, synchronously, in the order events happen; an observer
+/// must only queue (the history writer's `try_send`), never wait.
+pub type Observer = Arc<dyn Fn(&EngineEvent) + Send + Sync>;
+
+/// What listeners (tray, history, bridges, logs) are told.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// The hub accepted a context change and sent it out.
+    ContextChanged {
+        topic: Arc<str>,
+        event: &'static str,
+        event_id: String,
+        /// The registered name of the requesting client.
+        requester: String,
+        /// The summary of what the event names (the patient a close names, say).
+        summary: Option<Box<ContextSummary>>,
+        /// The summary of the topic's current context after the change: what a tray shows.
+        current: Option<Box<ContextSummary>>,
+        /// The notification frame exactly as sent.
+        frame: FrameText,
+    },
+    /// A subscriber's link changed state.
+    Link {
+        subscriber: Arc<SubscriberInfo>,
+        state: LinkState,
+        /// Plain words on why, when there is a reason worth showing.
+        detail: Option<String>,
+    },
+    /// A subscriber answered a notification, or failed to in time. One per subscriber per
+    /// event, so only observers (the history) are told: listeners would be woken N times per
+    /// change for nothing they use.
+    Delivery {
+        subscriber: Arc<SubscriberInfo>,
+        event_id: String,
+        event_name: &'static str,
+        outcome: Delivery,
+    },
+    /// The clinician paused or resumed following.
+    Paused { topic: Arc<str>, paused: bool },
+    /// The hub sent a SyncError (one it generated, or one a subscriber posted).
+    SyncError {
+        topic: Arc<str>,
+        about: String,
+        event_name: String,
+        diagnostics: String,
+    },
+}

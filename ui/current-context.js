@@ -76,6 +76,8 @@ function renderLinks(links) {
       item.dataset.problem = String(link.problem);
       const head = el("div", "link-head");
       head.append(el("span", "link-name", link.name));
+      // What the app calls itself, where site IT registered it under another name.
+      if (link.ownName) head.append(el("span", "own-name", `“${link.ownName}”`));
       if (link.kind === "bridge") head.append(el("span", "kind", "bridge"));
       head.append(el("span", "pill", link.stateLabel));
       item.append(head);

@@ -45,7 +45,10 @@ pub fn sync_problems(app: &AppHandle, agent: &AgentHandle, links: &[LinkView]) {
         return;
     }
     for link in fresh {
-        let title = format!("{} is out of step", link.name);
+        let title = match &link.own_name {
+            Some(own) => format!("{} (\"{own}\") is out of step", link.name),
+            None => format!("{} is out of step", link.name),
+        };
         let body = match &link.detail {
             Some(detail) => format!("{}: {detail}", link.state_label),
             None => link.state_label.clone(),

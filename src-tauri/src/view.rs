@@ -220,7 +220,10 @@ fn headline(summary: Option<&ContextSummary>, patient: Option<&Patient>) -> Stri
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppLink {
+    /// The name site IT registered it under.
     pub name: String,
+    /// What the app calls itself (`subscriber.name`), where that differs.
+    pub own_name: Option<String>,
     pub client_id: String,
     pub kind: LinkKind,
     /// For styling (`data-state`): the state's name, `following`, `refused`, ...
@@ -237,6 +240,7 @@ impl From<&LinkView> for AppLink {
     fn from(link: &LinkView) -> Self {
         Self {
             name: link.name.clone(),
+            own_name: link.own_name.clone(),
             client_id: link.client_id.clone(),
             kind: link.kind,
             state: link.state,

@@ -21,7 +21,10 @@ pub enum LinkKind {
 /// One app (or bridge) in the session and how it keeps up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkView {
+    /// The registered name (an app's client's, or the bridge's).
     pub name: String,
+    /// The name the app gave itself, where it differs from the registered one.
+    pub own_name: Option<String>,
     pub client_id: String,
     pub kind: LinkKind,
     pub state: LinkState,
@@ -74,10 +77,17 @@ pub(crate) async fn follow_links(
             Ok(EngineEvent::SyncError {
                 topic,
                 about,
+                subscriber,
                 diagnostics,
                 ..
             }) if topic == desktop.topic => {
-                for link in links.values_mut().filter(|l| l.name == about) {
+                // About a subscriber the hub dropped or heard refuse; else posted by an app
+                // about itself.
+                let about = |(key, link): &(&(String, String), &mut LinkView)| match &subscriber {
+                    Some(info) => **key == key_of(info),
+                    None => link.kind == LinkKind::App && link.name == about,
+                };
+                for (_, link) in links.iter_mut().filter(|entry| about(entry)) {
                     link.detail = Some(diagnostics.clone());
                     link.problem = !link.state.is_following();
                 }
@@ -115,7 +125,7 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
     {
         return;
     }
-    let key = (info.client_id.clone(), info.name.clone());
+    let key = key_of(info);
     let previous = links.get(&key);
     // A goodbye after a SyncError stays a problem; a recovery clears it.
     let problem = match state {
@@ -129,7 +139,8 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
     links.insert(
         key,
         LinkView {
-            name: info.name.clone(),
+            name: info.registered_name.clone(),
+            own_name: info.other_name().map(str::to_owned),
             client_id: info.client_id.clone(),
             kind: LinkKind::App,
             state,
@@ -138,6 +149,12 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
             problem,
         },
     );
+}
+
+/// One entry per subscription an app holds: a client may hold several, told apart by the names
+/// they give themselves.
+fn key_of(info: &SubscriberInfo) -> (String, String) {
+    (info.client_id.clone(), info.spec_name().to_owned())
 }
 
 /// The bridges, with the link states they report: they say more than their subscriptions
@@ -161,6 +178,7 @@ fn sync_bridges(links: &mut Links, bridges: &[BridgeStatus]) {
             key.clone(),
             LinkView {
                 name: bridge.name.clone(),
+                own_name: None,
                 client_id: key.0,
                 kind: LinkKind::Bridge,
                 state: bridge.state,

@@ -5,7 +5,7 @@ use lockstep_agent::client::HubClient;
 use lockstep_agent::config::{ConfigSources, LockedSetting};
 use lockstep_agent::desktop::{DesktopError, TrayStatus};
 use lockstep_agent::secrets::{MemoryStore, SecretError, SecretStore};
-use lockstep_agent::{Agent, AgentHandle, Config, LinkState};
+use lockstep_agent::{Agent, AgentHandle, Config, LinkState, LinkView};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,10 +132,12 @@ async fn link_states_and_tray_status_follow_the_apps() {
         .unwrap();
     let mut links = s.agent.watch_links();
     let mut status = s.agent.watch_status();
+    // Listed under the name site IT registered (RIS), with the name it gives itself beside.
+    let is_viewer = |v: &LinkView| v.name == "RIS" && v.own_name.as_deref() == Some("Viewer");
     let mut viewer = ris.subscribe("Patient-open", Some("Viewer")).await.unwrap();
     wait_for(&mut links, "viewer following", |l| {
         l.iter()
-            .any(|v| v.name == "Viewer" && v.state == LinkState::Following)
+            .any(|v| is_viewer(v) && v.state == LinkState::Following)
     })
     .await;
 
@@ -147,12 +149,19 @@ async fn link_states_and_tray_status_follow_the_apps() {
     viewer.acknowledge(&id, 409).await.unwrap();
     let list = wait_for(&mut links, "viewer refused", |l| {
         l.iter()
-            .any(|v| v.name == "Viewer" && matches!(v.state, LinkState::Refused { .. }))
+            .any(|v| is_viewer(v) && matches!(v.state, LinkState::Refused { .. }))
     })
     .await;
-    let link = list.iter().find(|v| v.name == "Viewer").unwrap();
+    let link = list.iter().find(|v| is_viewer(v)).unwrap();
     assert!(link.problem);
     assert!(link.detail.as_deref().unwrap().contains("409"), "{link:?}");
+    assert!(
+        link.detail
+            .as_deref()
+            .unwrap()
+            .starts_with("RIS (\"Viewer\") refused"),
+        "{link:?}"
+    );
     wait_for(&mut status, "problem", |st| *st == TrayStatus::Problem).await;
 
     let id = ris
@@ -171,7 +180,7 @@ async fn link_states_and_tray_status_follow_the_apps() {
     viewer.close().await.unwrap();
     wait_for(&mut links, "viewer gone", |l| {
         l.iter()
-            .any(|v| v.name == "Viewer" && matches!(v.state, LinkState::Gone(_)) && !v.problem)
+            .any(|v| is_viewer(v) && matches!(v.state, LinkState::Gone(_)) && !v.problem)
     })
     .await;
     s.agent.shutdown().await;

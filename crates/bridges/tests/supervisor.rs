@@ -25,7 +25,7 @@ fn subscriber_names(hub: &Hub) -> Vec<String> {
         .engine
         .subscribers(&hub.topic)
         .into_iter()
-        .map(|(info, _)| info.name.clone())
+        .map(|(info, _)| info.spec_name().to_owned())
         .collect();
     names.sort();
     names

@@ -225,7 +225,7 @@ async fn json_subscription_body_is_accepted_too() {
 }
 
 #[tokio::test]
-async fn subscriber_name_shows_up_in_syncerrors_about_it() {
+async fn subscriber_name_is_coded_in_syncerrors_and_named_beside_the_registered_name() {
     let hub = Hub::start().await;
     let mut watcher = hub.subscriber("app", "SyncError").await;
     let token = hub.token("app").await;
@@ -258,6 +258,11 @@ async fn subscriber_name_shows_up_in_syncerrors_about_it() {
         .find(|c| c["system"].as_str().unwrap().ends_with("/subscribername"))
         .unwrap();
     assert_eq!(name["code"], "Reading room PACS");
+    // In plain words the app goes by its registered name, with its own beside it.
+    assert_eq!(
+        error["event"]["context"][0]["resource"]["issue"][0]["diagnostics"],
+        "app app (\"Reading room PACS\") refused to follow Patient-open (status 409)"
+    );
     assert!(matches!(
         pacs.arrival(common::QUIET).await,
         Arrival::Nothing

@@ -44,7 +44,7 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 ),
             };
             writer.record_audit(
-                AuditRecord::new(kind, &subscriber.name, detail)
+                AuditRecord::new(kind, subscriber.display_name(), detail)
                     .topic(&*subscriber.topic)
                     .subject(event_id),
             );
@@ -75,16 +75,21 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 AuditRecord::new(
                     kind,
                     &subscriber.client_id,
-                    format!("{} ({}): {why}", subscriber.name, subscriber.events),
+                    format!(
+                        "{} ({}): {why}",
+                        subscriber.display_name(),
+                        subscriber.events
+                    ),
                 )
                 .topic(&*subscriber.topic)
-                .subject(&subscriber.name),
+                .subject(subscriber.display_name()),
             );
         }
         EngineEvent::SyncError {
             topic,
             about,
             event_name,
+            subscriber: _,
             diagnostics,
         } => {
             writer.record_audit(

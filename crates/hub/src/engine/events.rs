@@ -9,10 +9,36 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberInfo {
     pub topic: Arc<str>,
-    /// The name used in SyncErrors: `subscriber.name`, else the client's registered name.
-    pub name: String,
+    /// The name site IT registered the app's client under: how people know the app.
+    pub registered_name: String,
+    /// The name the app gave itself (`subscriber.name`), when it gave one.
+    pub own_name: Option<String>,
     pub client_id: String,
     pub events: String,
+}
+
+impl SubscriberInfo {
+    /// The name a SyncError codes as `subscribername` (checklist 64): the app's own, else the
+    /// registered one.
+    pub fn spec_name(&self) -> &str {
+        self.own_name.as_deref().unwrap_or(&self.registered_name)
+    }
+
+    /// The app's own name where it differs from the registered one, to show beside it.
+    pub fn other_name(&self) -> Option<&str> {
+        self.own_name
+            .as_deref()
+            .filter(|own| *own != self.registered_name)
+    }
+
+    /// The app as people read it: `PACS viewer`, or `PACS viewer ("lockstepd tail")` where
+    /// the app calls itself otherwise.
+    pub fn display_name(&self) -> String {
+        match self.other_name() {
+            Some(own) => format!("{} (\"{own}\")", self.registered_name),
+            None => self.registered_name.clone(),
+        }
+    }
 }
 
 /// What became of one notification to one subscriber.
@@ -68,7 +94,10 @@ pub enum EngineEvent {
     /// The hub sent a SyncError (one it generated, or one a subscriber posted).
     SyncError {
         topic: Arc<str>,
+        /// Whom it is about, as people read it: the failing subscriber, or the app that posted it.
         about: String,
+        /// The failing subscriber, for a SyncError the hub generated.
+        subscriber: Option<Arc<SubscriberInfo>>,
         event_name: String,
         diagnostics: String,
     },

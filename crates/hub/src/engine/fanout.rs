@@ -99,6 +99,7 @@ impl Engine {
             self.emit(EngineEvent::SyncError {
                 topic: topic.id.clone(),
                 about: grant.client_name.clone(),
+                subscriber: None,
                 event_name: event.name.to_owned(),
                 diagnostics: sync_error_diagnostics(&change).unwrap_or_default(),
             });
@@ -136,19 +137,11 @@ impl Engine {
         event_name: &str,
         why: &'static str,
     ) {
-        let Some(name) = state.subs.get(&id).map(|s| s.info.name.clone()) else {
+        let Some(name) = state.subs.get(&id).map(|s| s.info.display_name()) else {
             return;
         };
         let diagnostics = format!("{name} {why}");
-        self.send_sync_error(
-            topic,
-            state,
-            Some(id),
-            event_id,
-            event_name,
-            &name,
-            &diagnostics,
-        );
+        self.send_sync_error(topic, state, id, event_id, event_name, &diagnostics);
         self.end_subscription(
             topic,
             state,
@@ -159,23 +152,24 @@ impl Engine {
         );
     }
 
-    /// Sends a hub-generated SyncError to every SyncError subscriber of the topic except the
-    /// subscriber it is about.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends a hub-generated SyncError about subscriber `about` to every other SyncError
+    /// subscriber of the topic.
     pub(super) fn send_sync_error(
         &self,
         topic: &Topic,
         state: &mut TopicState,
-        about: Option<SubId>,
+        about: SubId,
         event_id: &str,
         event_name: &str,
-        subscriber_name: &str,
         diagnostics: &str,
     ) {
+        let Some(subscriber) = state.subs.get(&about).map(|sub| sub.info.clone()) else {
+            return;
+        };
         let report = SyncErrorReport {
             event_id,
             event_name,
-            subscriber_name,
+            subscriber_name: subscriber.spec_name(),
             diagnostics,
             code: IssueCode::Processing,
         };
@@ -184,7 +178,7 @@ impl Engine {
             .into();
         let sync_error = EventSpec::lookup(SYNC_ERROR);
         for (id, sub) in state.subs.iter_mut() {
-            if Some(*id) == about || !sync_error.is_some_and(|e| sub.wants(e)) {
+            if *id == about || !sync_error.is_some_and(|e| sub.wants(e)) {
                 continue;
             }
             if let Link::Connected { frames, outlet, .. } = &sub.link {
@@ -195,7 +189,8 @@ impl Engine {
         tracing::warn!(topic = %short(&topic.id), "SyncError: {diagnostics}");
         self.emit(EngineEvent::SyncError {
             topic: topic.id.clone(),
-            about: subscriber_name.to_owned(),
+            about: subscriber.display_name(),
+            subscriber: Some(subscriber),
             event_name: event_name.to_owned(),
             diagnostics: diagnostics.to_owned(),
         });

@@ -37,7 +37,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use sweeper::{Alarm, sweep};
+use sweeper::{Alarm, READ_SETTLE, sweep};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use topic::{Awaiting, Link, OverdueCheck, SubId, Subscription, Topic, TopicState, remember_sent};
 

@@ -68,23 +68,13 @@ impl Engine {
                     status: Some(status),
                 };
                 let info = sub.info.clone();
+                let name = info.display_name();
                 let diagnostics = match status {
-                    409 => format!("{} refused to follow {answered} (status 409)", info.name),
-                    400..=499 => format!("{} refused {answered} (status {status})", info.name),
-                    _ => format!(
-                        "{answered} was not delivered to {}: status {status}",
-                        info.name
-                    ),
+                    409 => format!("{name} refused to follow {answered} (status 409)"),
+                    400..=499 => format!("{name} refused {answered} (status {status})"),
+                    _ => format!("{answered} was not delivered to {name}: status {status}"),
                 };
-                self.send_sync_error(
-                    &topic,
-                    &mut state,
-                    Some(id),
-                    &reply.id,
-                    answered,
-                    &info.name,
-                    &diagnostics,
-                );
+                self.send_sync_error(&topic, &mut state, id, &reply.id, answered, &diagnostics);
                 drop(state);
                 self.emit(EngineEvent::Link {
                     subscriber: info,
@@ -113,9 +103,12 @@ impl Engine {
             ..
         }) = state.subs.get_mut(&id)
         {
-            check.read = true;
-            // Blamed at the sweeper's next pass, not a second later.
-            self.inner.alarm.ring();
+            let now = Instant::now();
+            check.read_at = Some(now);
+            // Blamed soon, not a second later; but not at once: after a freeze the reactor may
+            // not yet have seen the socket readable, so the task's non-blocking read can miss
+            // a reply that the next regular read takes.
+            self.inner.alarm.by(now + READ_SETTLE);
         }
     }
 }

@@ -61,10 +61,7 @@ impl Engine {
         // A lease never outlives the token that asked for it (spec 2-4).
         let lease =
             Duration::from_secs(asked.min(settings.lease_seconds_max)).min(grant.remaining());
-        let name = req
-            .subscriber_name
-            .clone()
-            .unwrap_or_else(|| grant.client_name.clone());
+        let own_name = req.subscriber_name.clone();
         let mut state = topic.state.lock();
 
         if let Some(endpoint) = req.channel_endpoint {
@@ -81,7 +78,7 @@ impl Engine {
             sub.events = events;
             sub.lease = lease;
             let info = Arc::make_mut(&mut sub.info);
-            info.name = name;
+            info.own_name = own_name;
             info.events = frames_events(&sub.events);
             match &mut sub.link {
                 Link::Pending { .. } => {}
@@ -126,7 +123,8 @@ impl Engine {
         self.inner.alarm.by(deadline);
         let info = Arc::new(SubscriberInfo {
             topic: topic.id.clone(),
-            name,
+            registered_name: grant.client_name.clone(),
+            own_name,
             client_id: grant.client_id.clone(),
             events: frames_events(&events),
         });
@@ -260,9 +258,8 @@ impl Engine {
             )),
         };
         if let Some(how) = how {
-            let name = sub.info.name.clone();
-            let diagnostics = format!("{name} {how}");
-            self.send_sync_error(&topic, &mut state, Some(id), "", "", &name, &diagnostics);
+            let diagnostics = format!("{} {how}", sub.info.display_name());
+            self.send_sync_error(&topic, &mut state, id, "", "", &diagnostics);
         }
         self.end_link(&topic, &mut state, id, LinkEnd::Socket(end), CLOSE_NORMAL);
     }

@@ -8,6 +8,10 @@ use super::*;
 /// acknowledgement is declared (see [`OverdueCheck`]).
 pub(super) const READ_BEFORE_BLAME: Duration = Duration::from_secs(1);
 
+/// How long after a socket's task has read what was sent an acknowledgement still missing is
+/// declared so (see [`Engine::read_everything_sent`]).
+pub(super) const READ_SETTLE: Duration = Duration::from_millis(200);
+
 /// When the sweeper next looks, shared by the engine (which brings it forward) and the sweeper
 /// (which sets it after each pass).
 pub(super) struct Alarm {
@@ -100,14 +104,14 @@ impl Engine {
                             None => {
                                 *overdue = Some(OverdueCheck {
                                     asked: now,
-                                    read: false,
+                                    read_at: None,
                                 });
                                 read_now.notify_one();
                                 // Brought forward by `read_everything_sent` once it has read.
                                 next.add(now + READ_BEFORE_BLAME);
                             }
                             Some(check)
-                                if check.read
+                                if check.read_at.is_some_and(|at| now >= at + READ_SETTLE)
                                     || now.duration_since(check.asked) >= READ_BEFORE_BLAME =>
                             {
                                 unresponsive.push((
@@ -116,7 +120,12 @@ impl Engine {
                                     oldest.event_name,
                                 ));
                             }
-                            Some(check) => next.add(check.asked + READ_BEFORE_BLAME),
+                            Some(check) => {
+                                next.add(check.asked + READ_BEFORE_BLAME);
+                                if let Some(at) = check.read_at {
+                                    next.add(at + READ_SETTLE);
+                                }
+                            }
                         }
                     }
                 }

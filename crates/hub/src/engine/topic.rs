@@ -35,10 +35,12 @@ pub(super) struct Awaiting {
 /// An acknowledgement past its deadline, not yet declared missing. Its reply may be waiting
 /// unread in the socket: after the agent was frozen (SIGSTOP, a stalled VM) every deadline
 /// passes at once, before any socket task has run. The app is blamed only once its socket's
-/// task has read what was sent, or failed to within [`READ_BEFORE_BLAME`].
+/// task has read what was sent (and [`READ_SETTLE`] has passed), or failed to within
+/// [`READ_BEFORE_BLAME`].
 pub(super) struct OverdueCheck {
     pub(super) asked: Instant,
-    pub(super) read: bool,
+    /// When the socket's task said it had read what was sent.
+    pub(super) read_at: Option<Instant>,
 }
 
 pub(super) enum Link {

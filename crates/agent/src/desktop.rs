@@ -83,6 +83,7 @@ impl TrayStatus {
 
 /// A registered app, as the settings window lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppView {
     pub client_id: String,
     pub name: String,
@@ -103,8 +104,9 @@ pub struct NewApp {
     pub secret_in_keyring: bool,
 }
 
-/// The settings window's view.
+/// The settings window's view (field names as the page reads them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     pub hub_port: u16,
     pub hub_url: String,

@@ -12,68 +12,26 @@ use super::{CommandError, ErrorKind};
 use crate::autostart;
 use crate::view::display_path;
 
+/// What the settings window shows: the agent's settings view (paths under the home folder
+/// written with `~`) and the registered apps.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPage {
-    pub hub_port: u16,
-    pub hub_url: String,
-    pub log_dir: Option<String>,
-    pub database: Option<String>,
-    pub config_file: Option<String>,
-    pub start_at_login: bool,
-    pub notifications: bool,
-    /// Which settings site policy sets, and in which file.
-    pub locked: Vec<Lock>,
-    pub apps: Vec<App>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Lock {
-    /// The dotted key (`hub.port`), or `apps` for the list of apps.
-    pub key: String,
-    pub source: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct App {
-    pub client_id: String,
-    pub name: String,
-    pub scopes: Vec<String>,
-    pub secret_in_keyring: bool,
-    pub locked_by: Option<String>,
+    #[serde(flatten)]
+    pub settings: SettingsView,
+    pub apps: Vec<AppView>,
 }
 
 impl SettingsPage {
-    fn new(settings: SettingsView, apps: Vec<AppView>) -> Self {
-        Self {
-            hub_port: settings.hub_port,
-            hub_url: settings.hub_url,
-            log_dir: settings.log_dir.as_deref().map(display_path),
-            database: settings.database.as_deref().map(display_path),
-            config_file: settings.config_file.as_deref().map(display_path),
-            start_at_login: settings.start_at_login,
-            notifications: settings.notifications,
-            locked: settings
-                .locked
-                .into_iter()
-                .map(|lock| Lock {
-                    key: lock.key,
-                    source: lock.source,
-                })
-                .collect(),
-            apps: apps
-                .into_iter()
-                .map(|app| App {
-                    client_id: app.client_id,
-                    name: app.name,
-                    scopes: app.scopes,
-                    secret_in_keyring: app.secret_in_keyring,
-                    locked_by: app.locked_by,
-                })
-                .collect(),
+    fn new(mut settings: SettingsView, apps: Vec<AppView>) -> Self {
+        for path in [
+            &mut settings.log_dir,
+            &mut settings.database,
+            &mut settings.config_file,
+        ] {
+            *path = path.as_deref().map(display_path);
         }
+        Self { settings, apps }
     }
 }
 
@@ -143,7 +101,7 @@ pub async fn set_setting(
     agent.set_setting(&key, value).await.map_err(refused)?;
     let page = page(&agent);
     if key == "desktop.start_at_login" {
-        autostart::apply(&app, page.start_at_login);
+        autostart::apply(&app, page.settings.start_at_login);
     }
     Ok(page)
 }

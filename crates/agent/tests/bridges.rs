@@ -5,15 +5,15 @@
 #[path = "../../bridges/tests/common/viewer.rs"]
 mod viewer;
 
+mod common;
+
 use lockstep_agent::client::HubClient;
 use lockstep_agent::config::ConfigSources;
-use lockstep_agent::secrets::MemoryStore;
-use lockstep_agent::{Agent, Config, LinkKind};
+use lockstep_agent::{Config, LinkKind};
 use lockstep_bridges::LinkState;
 use lockstep_store::AuditQuery;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use viewer::Viewer;
 
@@ -115,9 +115,7 @@ async fn a_viewer_by_url_and_a_ris_by_files_work_end_to_end() {
     )
     .unwrap();
     config.history.database = Some(dir.path().join("lockstep.db"));
-    let agent = Agent::start_with(config.clone(), Arc::new(MemoryStore::default()))
-        .await
-        .unwrap();
+    let agent = common::start(config.clone()).await;
     let mut states = agent.watch_bridges();
     tokio::time::timeout(
         PATIENCE,

@@ -1,6 +1,8 @@
 //! What the tray and its windows drive: link states, the tray status, pause, registering and
 //! removing apps, settings and site-policy locks.
 
+mod common;
+
 use lockstep_agent::client::HubClient;
 use lockstep_agent::config::{ConfigSources, LockedSetting};
 use lockstep_agent::desktop::{DesktopError, TrayStatus};
@@ -38,7 +40,7 @@ impl Setup {
         self.dir.path().join("config.toml")
     }
     fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.agent.port())
+        common::origin(&self.agent)
     }
 }
 
@@ -74,19 +76,16 @@ async fn start() -> Setup {
 }
 
 fn patient(id: &str) -> serde_json::Value {
-    json!([{ "key": "patient", "resource": { "resourceType": "Patient", "id": id, "identifier": [{ "value": id }] } }])
+    common::patient_context(json!({ "id": id, "identifier": [{ "value": id }] }))
 }
 
+/// What the window waits for: up to five seconds.
 async fn wait_for<T: Clone>(
     rx: &mut tokio::sync::watch::Receiver<T>,
     what: &str,
     ok: impl Fn(&T) -> bool,
 ) -> T {
-    let result = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| ok(v))).await;
-    result
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-        .unwrap()
-        .clone()
+    common::wait_for(rx, what, Duration::from_secs(5), ok).await
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 #[path = "../../store/tests/common/mount.rs"]
 mod mount;
 
+mod common;
+
 use lockstep_agent::client::{ClientError, HubClient};
 use lockstep_agent::config::{WhenDamaged, WhenUnwritable};
 use lockstep_agent::desktop::TrayStatus;
@@ -33,41 +35,30 @@ fn config(db: &Path) -> Config {
     config
 }
 
-async fn start(config: Config) -> AgentHandle {
-    Agent::start_with(config, Arc::new(MemoryStore::default()))
-        .await
-        .unwrap()
-}
-
 async fn sign_in(agent: &AgentHandle) -> HubClient {
-    let origin = format!("http://127.0.0.1:{}", agent.port());
-    HubClient::sign_in(&origin, "ris", "secret-for-tests", None)
+    HubClient::sign_in(&common::origin(agent), "ris", "secret-for-tests", None)
         .await
         .unwrap()
 }
 
 /// A Patient-open carrying about 20 KB, so that a few of them outgrow any slack of the WAL.
 fn patient(n: usize) -> Value {
-    json!([{ "key": "patient", "resource": {
-        "resourceType": "Patient", "id": format!("p{n}"),
+    common::patient_context(json!({
+        "id": format!("p{n}"),
         "identifier": [{ "value": format!("MRN-{n}") }],
         "text": { "status": "generated", "div": "x".repeat(20_000) },
-    }}])
+    }))
 }
 
 async fn wait_for_status(agent: &AgentHandle, wanted: impl Fn(TrayStatus) -> bool) -> TrayStatus {
     let mut status = agent.watch_status();
-    let seen = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            let now = *status.borrow_and_update();
-            if wanted(now) {
-                return now;
-            }
-            status.changed().await.unwrap();
-        }
-    })
-    .await;
-    seen.unwrap_or_else(|_| panic!("the tray still shows {:?}", *status.borrow()))
+    common::wait_for(
+        &mut status,
+        "the tray status",
+        Duration::from_secs(15),
+        |now| wanted(*now),
+    )
+    .await
 }
 
 fn refusal(result: Result<String, ClientError>) -> (u16, String) {
@@ -83,7 +74,7 @@ async fn a_full_disk_refuses_changes_with_503_says_so_and_recovers_by_itself() {
         Ok(mount) => mount,
         Err(why) => return skip("full disk (agent)", &why),
     };
-    let agent = start(config(&mount.at.join("lockstep.db"))).await;
+    let agent = common::start(config(&mount.at.join("lockstep.db"))).await;
     let ris = sign_in(&agent).await;
     let mut viewer = ris.subscribe("Patient-open", Some("Viewer")).await.unwrap();
     let first = ris.publish("Patient-open", patient(0), None).await.unwrap();
@@ -149,7 +140,7 @@ async fn by_site_policy_changes_go_on_without_history_and_the_tray_says_so() {
     };
     let mut config = config(&mount.at.join("lockstep.db"));
     config.history.when_unwritable = WhenUnwritable::SyncWithoutHistory;
-    let agent = start(config).await;
+    let agent = common::start(config).await;
     let ris = sign_in(&agent).await;
     ris.publish("Patient-open", patient(0), None).await.unwrap();
     let _filler = fill(&mount.at);
@@ -210,7 +201,7 @@ async fn a_damaged_database_stops_the_agent_unless_the_site_chose_to_start_fresh
 
     let mut config = config(&db);
     config.history.when_damaged = WhenDamaged::StartFresh;
-    let agent = start(config).await;
+    let agent = common::start(config).await;
     let ris = sign_in(&agent).await;
     ris.publish("Patient-open", patient(1), None).await.unwrap();
     let kept: Vec<_> = std::fs::read_dir(dir.path())

@@ -1,12 +1,12 @@
 //! The agent records what the hub decides: history of every accepted change, an audit row for
 //! every security-relevant act, a history API behind its own scope, and reopen.
 
+mod common;
+
 use lockstep_agent::client::HubClient;
-use lockstep_agent::secrets::MemoryStore;
-use lockstep_agent::{Agent, AgentHandle, AppConfig, Config};
+use lockstep_agent::{AgentHandle, AppConfig, Config};
 use lockstep_store::{AuditQuery, HistoryQuery};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
 
 fn config(db: &std::path::Path) -> Config {
@@ -37,21 +37,19 @@ fn config(db: &std::path::Path) -> Config {
 }
 
 async fn start(db: &std::path::Path) -> AgentHandle {
-    Agent::start_with(config(db), Arc::new(MemoryStore::default()))
-        .await
-        .unwrap()
+    common::start(config(db)).await
 }
 
 fn origin(agent: &AgentHandle) -> String {
-    format!("http://127.0.0.1:{}", agent.port())
+    common::origin(agent)
 }
 
 fn patient(id: &str, mrn: &str, family: &str) -> Value {
-    json!([{ "key": "patient", "resource": {
-        "resourceType": "Patient", "id": id,
+    common::patient_context(json!({
+        "id": id,
         "identifier": [{ "type": { "coding": [{ "code": "MR" }] }, "value": mrn }],
         "name": [{ "family": family, "given": ["Ann"] }], "birthDate": "1961-02-03",
-    }}])
+    }))
 }
 
 async fn history(agent: &AgentHandle, query: HistoryQuery) -> Vec<lockstep_store::HistoryEntry> {

@@ -6,6 +6,7 @@
 //! that fails is reported `broken` and restarted with backoff, and never takes the hub or
 //! another bridge down. [`Bridges`] starts, reloads (by name) and stops them with the config.
 
+pub mod ccow;
 pub mod config;
 pub mod folder;
 pub mod launch;

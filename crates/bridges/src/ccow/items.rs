@@ -202,7 +202,7 @@ impl Subjects {
                 accession.value.clone(),
             ));
         }
-        if let Some((name, value)) = items.iter().find(|(_, v)| !super::wire::fits_a_list(v)) {
+        if let Some((name, _)) = items.iter().find(|(_, v)| !super::wire::fits_a_list(v)) {
             return Err(CcowError::new(
                 Exception::BadItemValue,
                 format!("{name} holds a `|`, which CCOW cannot carry"),

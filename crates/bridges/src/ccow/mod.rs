@@ -1,8 +1,9 @@
 //! The CCOW bridge: CCOW applications on the workstation join the clinician's FHIRcast session,
 //! through Lockstep as their context manager or through the one already running.
 //!
-//! Built in layers, each tested on its own: the web mapping's wire format ([`wire`]) and the
-//! Patient and DICOMStudy items ([`items`]).
+//! Built in layers, each tested on its own: the web mapping's wire format ([`wire`]), the
+//! Patient and DICOMStudy items ([`items`]), and the context manager's state ([`manager`]).
 
 pub mod items;
+pub mod manager;
 pub mod wire;

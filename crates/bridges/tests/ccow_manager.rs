@@ -1,0 +1,509 @@
+//! Manager mode over real HTTP: Lockstep's CCOW context manager on a loopback port, and CCOW
+//! participants written as test programs, each with a real callback server that answers the
+//! survey as it is told to and records what it was sent.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use lockstep_bridges::ccow::manager::{Context, Items, Participant};
+use lockstep_bridges::ccow::server::{
+    ManagerServer, ParticipantEvent, ServerSettings, SessionSide,
+};
+use lockstep_bridges::ccow::wire::{Args, read_reply};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SURVEY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How a test participant answers `ContextChangesPending`.
+#[derive(Clone, Copy)]
+enum Answers {
+    Accept,
+    /// The spec's spelling.
+    ConditionallyAccept,
+    /// The Caradigm SDK's spelling.
+    AcceptConditional,
+    /// Past the survey timeout.
+    Silent,
+    /// HTTP 500.
+    Fails,
+}
+
+#[derive(Clone)]
+struct ParticipantApp {
+    answers: Answers,
+    /// Every callback method it received, in order.
+    heard: Arc<Mutex<Vec<String>>>,
+}
+
+async fn callback(
+    State(app): State<ParticipantApp>,
+    Query(query): Query<HashMap<String, String>>,
+) -> (axum::http::StatusCode, String) {
+    let method = query.get("method").cloned().unwrap_or_default();
+    app.heard.lock().unwrap().push(method.clone());
+    if method != "ContextChangesPending" {
+        return (axum::http::StatusCode::OK, String::new());
+    }
+    match app.answers {
+        Answers::Accept => (axum::http::StatusCode::OK, "decision=accept&reason=".into()),
+        Answers::ConditionallyAccept => (
+            axum::http::StatusCode::OK,
+            "decision=conditionally_accept&reason=Unsaved+report".into(),
+        ),
+        Answers::AcceptConditional => (
+            axum::http::StatusCode::OK,
+            "decision=accept_conditional&reason=Order+open".into(),
+        ),
+        Answers::Silent => {
+            tokio::time::sleep(SURVEY_TIMEOUT * 4).await;
+            (axum::http::StatusCode::OK, "decision=accept".into())
+        }
+        Answers::Fails => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom".into()),
+    }
+}
+
+/// A participant's callback server; returns its URL and what it hears.
+async fn participant(answers: Answers) -> (String, Arc<Mutex<Vec<String>>>) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let app = ParticipantApp {
+        answers,
+        heard: heard.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cp", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route("/cp", axum::routing::get(callback))
+        .with_state(app);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, heard)
+}
+
+/// The FHIRcast session's side, recorded; it dissents while `refuse` is set.
+#[derive(Default)]
+struct Session {
+    refuse: Mutex<Option<String>>,
+    committed: Mutex<Vec<(Context, String)>>,
+    events: Mutex<Vec<(String, ParticipantEvent)>>,
+}
+
+impl SessionSide for Session {
+    fn survey(&self, _proposed: &Items) -> Result<(), String> {
+        match self.refuse.lock().unwrap().clone() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+    fn committed(&self, context: &Context, by: &str) {
+        self.committed
+            .lock()
+            .unwrap()
+            .push((context.clone(), by.to_owned()));
+    }
+    fn participant(&self, participant: &Participant, event: ParticipantEvent) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((participant.application.clone(), event));
+    }
+}
+
+struct Manager {
+    base: String,
+    http: reqwest::Client,
+    session: Arc<Session>,
+}
+
+impl Manager {
+    async fn start() -> Manager {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let session = Arc::new(Session::default());
+        let server = ManagerServer::new(
+            ServerSettings {
+                survey_timeout: SURVEY_TIMEOUT,
+                max_participants: 16,
+            },
+            session.clone(),
+            base.clone(),
+        );
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        Manager {
+            base,
+            http: reqwest::Client::new(),
+            session,
+        }
+    }
+
+    /// A call in the query-string form (the common GET); `Err` is the exception it names.
+    async fn get(
+        &self,
+        interface: &str,
+        method: &str,
+        args: &[(&str, &str)],
+    ) -> Result<Args, String> {
+        let mut query = vec![("interface", interface), ("method", method)];
+        query.extend_from_slice(args);
+        let response = self
+            .http
+            .get(format!("{}/", self.base))
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        // Exceptions are answered at 200, as deployed clients read them.
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.unwrap();
+        read_reply(&body).map_err(|e| e.exception.name().to_owned())
+    }
+
+    async fn join(&self, name: &str, url: &str) -> String {
+        let reply = self
+            .get(
+                "ContextManager",
+                "JoinCommonContext",
+                &[
+                    ("applicationName", name),
+                    ("contextParticipant", url),
+                    ("survey", "true"),
+                    ("wait", "true"),
+                ],
+            )
+            .await
+            .unwrap();
+        reply.get("participantCoupon").unwrap().to_owned()
+    }
+
+    /// Starts, sets and ends a change as `participant`; the context coupon and the survey's
+    /// `noContinue` and `responses`.
+    async fn change(&self, participant: &str, names: &str, values: &str) -> (String, bool, String) {
+        let tx = self
+            .get(
+                "ContextManager",
+                "StartContextChanges",
+                &[("participantCoupon", participant)],
+            )
+            .await
+            .unwrap();
+        let tx = tx.get("contextCoupon").unwrap().to_owned();
+        self.get(
+            "ContextData",
+            "SetItemValues",
+            &[
+                ("participantCoupon", participant),
+                ("contextCoupon", &tx),
+                ("itemNames", names),
+                ("itemValues", values),
+            ],
+        )
+        .await
+        .unwrap();
+        let ended = self
+            .get(
+                "ContextManager",
+                "EndContextChanges",
+                &[("participantCoupon", participant), ("contextCoupon", &tx)],
+            )
+            .await
+            .unwrap();
+        let no_continue = ended.get("noContinue").unwrap() == "true";
+        let responses = ended.get("responses").unwrap_or_default().to_owned();
+        (tx, no_continue, responses)
+    }
+
+    async fn decide(&self, participant: &str, tx: &str, decision: &str) {
+        self.get(
+            "ContextManager",
+            "PublishChangesDecision",
+            &[
+                ("participantCoupon", participant),
+                ("contextCoupon", tx),
+                ("decision", decision),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_change_is_surveyed_accepted_followed_and_handed_to_the_session() {
+    let cm = Manager::start().await;
+    let located = cm
+        .get(
+            "ContextManagementRegistry",
+            "Locate",
+            &[
+                ("componentName", "CCOW.ContextManager"),
+                ("version", "1.2"),
+                ("contextParticipant", "x"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        located.get("componentUrl"),
+        Some(format!("{}/", cm.base).as_str())
+    );
+
+    let (ris_url, ris_heard) = participant(Answers::Accept).await;
+    let (pacs_url, pacs_heard) = participant(Answers::Accept).await;
+    let ris = cm.join("RIS", &ris_url).await;
+    let pacs = cm.join("PACS#", &pacs_url).await;
+    let (tx, no_continue, responses) = cm
+        .change(
+            &ris,
+            "Patient.Id.MRN.GENHOSP|Patient.Co.PatientName",
+            "12345|DOE^JANE",
+        )
+        .await;
+    assert!(!no_continue && responses.is_empty(), "{responses}");
+    assert_eq!(*pacs_heard.lock().unwrap(), ["ContextChangesPending"]);
+    cm.decide(&ris, &tx, "accept").await;
+    eventually("PACS told", || pacs_heard.lock().unwrap().len() == 2).await;
+    assert_eq!(pacs_heard.lock().unwrap()[1], "ContextChangesAccepted");
+    assert!(
+        ris_heard.lock().unwrap().is_empty(),
+        "the instigator is neither surveyed nor told"
+    );
+
+    // The follower reads the values (Vergence dialect: alternating name|value).
+    let values = cm
+        .get(
+            "ContextData",
+            "GetItemValues",
+            &[
+                ("participantCoupon", &pacs),
+                ("contextCoupon", &tx),
+                ("itemNames", "Patient.*"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        values.list("itemValues"),
+        [
+            "Patient.Id.MRN.GENHOSP",
+            "12345",
+            "Patient.Co.PatientName",
+            "DOE^JANE"
+        ]
+    );
+    let names = cm
+        .get("ContextData", "GetItemNames", &[("contextCoupon", &tx)])
+        .await
+        .unwrap();
+    assert_eq!(names.list("names").len(), 2);
+
+    let committed = cm.session.committed.lock().unwrap().clone();
+    assert_eq!(committed.len(), 1);
+    assert_eq!(committed[0].1, "RIS");
+    assert_eq!(
+        committed[0].0.items.get("patient.id.mrn.genhosp"),
+        Some("12345")
+    );
+    eventually("PACS followed", || {
+        cm.session
+            .events
+            .lock()
+            .unwrap()
+            .contains(&("PACS#1".into(), ParticipantEvent::Followed))
+    })
+    .await;
+
+    // A late joiner starts in sync.
+    let (lab_url, _) = participant(Answers::Accept).await;
+    let lab = cm.join("Lab", &lab_url).await;
+    let recent = cm
+        .get("ContextManager", "GetMostRecentContextCoupon", &[])
+        .await
+        .unwrap();
+    assert_eq!(recent.get("contextCoupon"), Some(tx.as_str()));
+    let values = cm
+        .get(
+            "ContextData",
+            "GetItemValues",
+            &[("participantCoupon", &lab), ("contextCoupon", &tx)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(values.list("itemValues")[1], "12345");
+}
+
+#[tokio::test]
+async fn dissent_in_either_spelling_and_failures_are_told_to_the_instigator() {
+    let cases = [
+        (
+            Answers::ConditionallyAccept,
+            false,
+            "Viewer: Unsaved report",
+        ),
+        (Answers::AcceptConditional, false, "Viewer: Order open"),
+        (Answers::Silent, true, "Viewer: did not answer in time"),
+        (Answers::Fails, true, "Viewer: answered HTTP 500"),
+    ];
+    for (answers, expect_no_continue, expected) in cases {
+        let cm = Manager::start().await;
+        let (ris_url, _) = participant(Answers::Accept).await;
+        let (viewer_url, viewer_heard) = participant(answers).await;
+        let ris = cm.join("RIS", &ris_url).await;
+        cm.join("Viewer", &viewer_url).await;
+        let (tx, no_continue, responses) = cm.change(&ris, "Patient.Id.MRN.GENHOSP", "1").await;
+        assert_eq!(no_continue, expect_no_continue, "{expected}");
+        assert!(responses.starts_with(expected), "{responses}");
+        cm.decide(&ris, &tx, "cancel").await;
+        eventually("the viewer told of the cancel", || {
+            viewer_heard
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m == "ContextChangesCancelled")
+        })
+        .await;
+        assert!(cm.session.committed.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_session_takes_part_in_the_survey() {
+    let cm = Manager::start().await;
+    *cm.session.refuse.lock().unwrap() = Some("context sharing is paused".into());
+    let (ris_url, _) = participant(Answers::Accept).await;
+    let ris = cm.join("RIS", &ris_url).await;
+    let (_, no_continue, responses) = cm.change(&ris, "Patient.Id.MRN.GENHOSP", "1").await;
+    assert!(no_continue);
+    assert_eq!(responses, "FHIRcast session: context sharing is paused");
+}
+
+#[tokio::test]
+async fn one_change_at_a_time_two_instances_leave_and_the_three_request_forms() {
+    let cm = Manager::start().await;
+    let (a_url, _) = participant(Answers::Accept).await;
+    let (b_url, _) = participant(Answers::Accept).await;
+    let first = cm.join("PACS#", &a_url).await;
+    let second = cm.join("PACS#", &b_url).await;
+    assert_ne!(first, second);
+    assert_eq!(
+        cm.get(
+            "ContextManager",
+            "JoinCommonContext",
+            &[("applicationName", "RIS")]
+        )
+        .await
+        .map(|_| ()),
+        Ok(())
+    );
+    assert_eq!(
+        cm.get(
+            "ContextManager",
+            "JoinCommonContext",
+            &[("applicationName", "ris")]
+        )
+        .await
+        .unwrap_err(),
+        "AlreadyJoined"
+    );
+    cm.get(
+        "ContextManager",
+        "StartContextChanges",
+        &[("participantCoupon", &first)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cm.get(
+            "ContextManager",
+            "StartContextChanges",
+            &[("participantCoupon", &second)]
+        )
+        .await
+        .unwrap_err(),
+        "TransactionInProgress"
+    );
+    // Leaving ends the change it instigated; the other instance may start one.
+    cm.get(
+        "ContextManager",
+        "LeaveCommonContext",
+        &[("participantCoupon", &first)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cm.get(
+            "ContextManager",
+            "StartContextChanges",
+            &[("participantCoupon", &first)]
+        )
+        .await
+        .unwrap_err(),
+        "UnknownParticipant"
+    );
+
+    // The same call as a POST form body and in the path form.
+    let post = cm
+        .http
+        .post(format!("{}/", cm.base))
+        .header("Content-Type", "text/html")
+        .body(format!(
+            "INTERFACE=ContextManager&METHOD=StartContextChanges&participantCoupon={second}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let tx = read_reply(&post)
+        .unwrap()
+        .get("contextCoupon")
+        .unwrap()
+        .to_owned();
+    let path = cm
+        .http
+        .get(format!("{}/ContextManager/UndoContextChanges", cm.base))
+        .query(&[
+            ("participantCoupon", second.as_str()),
+            ("contextCoupon", tx.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        path.len(),
+        0,
+        "a method that returns nothing answers an empty body"
+    );
+    // Nonsense is an exception, and changes nothing.
+    assert_eq!(
+        cm.get("ContextManager", "Fly", &[]).await.unwrap_err(),
+        "NotImplemented"
+    );
+    assert_eq!(
+        cm.get(
+            "ContextData",
+            "SetItemValues",
+            &[
+                ("participantCoupon", &second),
+                ("contextCoupon", &tx),
+                ("itemNames", "a|b"),
+                ("itemValues", "1")
+            ]
+        )
+        .await
+        .unwrap_err(),
+        "GeneralFailure"
+    );
+}

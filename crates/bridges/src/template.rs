@@ -7,7 +7,8 @@
 //! configuration loads; a value that cannot be rendered safely is an error, never dropped or
 //! altered: an identifier that reaches an app must be exactly the one in the context.
 
-use crate::mapping::{IdentifierMapping, MappingError, study_uid_of};
+use crate::mapping::{IdentifierMapping, MappingError};
+use lockstep_fhircast::identifier::study_uid;
 use lockstep_fhircast::notification::ContextChange;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -506,7 +507,7 @@ fn value(
                 })
             })
         }
-        Field::StudyUid => study_uid_of(study()?).ok_or_else(missing),
+        Field::StudyUid => study_uid(study()?).map(str::to_owned).ok_or_else(missing),
         Field::StudyId => text(study()?.get("id")),
         Field::StudyModality => text(
             study()?

@@ -4,6 +4,10 @@
 //! checked here first, so a bad template or an unmapped placeholder is a configuration error at
 //! load time rather than a surprise on the first patient.
 
+pub use crate::message::FileFormat;
+pub use crate::problem::ConfigProblem;
+pub use crate::text::{LineEndings, TextEncoding};
+
 use crate::mapping::IdentifierMapping;
 use crate::template::{Escape, Template};
 use lockstep_fhircast::{EventKind, EventSpec};
@@ -79,19 +83,8 @@ impl BridgesConfig {
     }
 }
 
-/// A configuration key that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key `{key}`: {reason}")]
-pub struct ConfigProblem {
-    pub key: String,
-    pub reason: String,
-}
-
 fn problem(key: String, reason: impl Into<String>) -> ConfigProblem {
-    ConfigProblem {
-        key,
-        reason: reason.into(),
-    }
+    ConfigProblem::new(key, reason)
 }
 
 fn check_name<'a>(name: &'a str, seen: &mut Vec<&'a str>) -> Result<(), String> {
@@ -284,7 +277,7 @@ impl LaunchConfig {
     fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigProblem> {
         self.identifiers
             .validate()
-            .map_err(|(key, reason)| problem(at(&format!("identifiers.{key}")), reason))?;
+            .map_err(|p| p.under(&at("identifiers")))?;
         let events = open_events(&self.events).map_err(|r| problem(at("events"), r))?;
         if events.is_empty() {
             return Err(problem(at("events"), "name at least one *-open event"));
@@ -415,46 +408,6 @@ pub struct FolderConfig {
     /// `[bridges.folder.in]`: turn files the app drops into context changes.
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
     pub inbound: Option<FolderIn>,
-}
-
-/// The format of a file, which sets how placeholders are escaped and how fields are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    Json,
-    Xml,
-    Ini,
-    Text,
-}
-
-impl FileFormat {
-    pub fn escape(self) -> Escape {
-        match self {
-            FileFormat::Json => Escape::Json,
-            FileFormat::Xml => Escape::Xml,
-            FileFormat::Ini | FileFormat::Text => Escape::Line,
-        }
-    }
-}
-
-/// A text encoding for files: `utf-8` (default), `utf-8-bom`, `utf-16le`, `utf-16be` (both
-/// written with a BOM), or any WHATWG label such as `windows-1252`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TextEncoding(pub String);
-
-impl Default for TextEncoding {
-    fn default() -> Self {
-        TextEncoding("utf-8".into())
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LineEndings {
-    #[default]
-    Lf,
-    Crlf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -601,7 +554,7 @@ impl FolderConfig {
     fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigProblem> {
         self.identifiers
             .validate()
-            .map_err(|(key, reason)| problem(at(&format!("identifiers.{key}")), reason))?;
+            .map_err(|p| p.under(&at("identifiers")))?;
         if self.out.is_none() && self.inbound.is_none() {
             return Err(problem(at("out"), "configure `out`, `in` or both"));
         }
@@ -685,21 +638,19 @@ impl FolderConfig {
                         "read at least one identifier (mrn, accession or study_uid)",
                     ));
                 }
-                for path in [
-                    &rule.mrn,
-                    &rule.mrn_issuer,
-                    &rule.accession,
-                    &rule.accession_issuer,
-                    &rule.study_uid,
-                    &rule.family_name,
-                    &rule.given_name,
-                    &rule.birth_date,
-                ]
-                .into_iter()
-                .flatten()
-                {
+                for (key, path) in [
+                    ("mrn", &rule.mrn),
+                    ("mrn_issuer", &rule.mrn_issuer),
+                    ("accession", &rule.accession),
+                    ("accession_issuer", &rule.accession_issuer),
+                    ("study_uid", &rule.study_uid),
+                    ("family_name", &rule.family_name),
+                    ("given_name", &rule.given_name),
+                    ("birth_date", &rule.birth_date),
+                ] {
+                    let Some(path) = path else { continue };
                     crate::message::check_path(inbound.format, path)
-                        .map_err(|e| problem(at("mrn"), format!("field `{path}`: {e}")))?;
+                        .map_err(|e| problem(at(key), format!("field `{path}`: {e}")))?;
                 }
             }
         }
@@ -808,6 +759,20 @@ mod tests {
                 .unwrap_err()
                 .reason
                 .contains("JSON pointer")
+        );
+        // A bad field path is reported under its own key.
+        let bad_birth_date = r#"{"bridges":{"folder":[{"name":"ris",
+            "identifiers":{"mrn":[{"system":"urn:oid:1.2.3"}]},"in":{"dir":"/tmp","format":"json",
+            "rules":[{"event":"Patient-open","mrn":"/mrn","birth_date":"birthDate"}]}}]}}"#;
+        let err = launch(bad_birth_date).unwrap_err();
+        assert_eq!(err.key, "bridges.folder[0].in.rules[0].birth_date");
+        assert!(err.reason.contains("`birthDate`"), "{err}");
+        let bad_mapping = r#"{"bridges":{"folder":[{"name":"ris",
+            "identifiers":{"mrn":[{"system":" "}]},"in":{"dir":"/tmp","format":"json",
+            "rules":[{"event":"Patient-open","mrn":"/mrn"}]}}]}}"#;
+        assert_eq!(
+            launch(bad_mapping).unwrap_err().key,
+            "bridges.folder[0].identifiers.mrn[0].system"
         );
     }
 }

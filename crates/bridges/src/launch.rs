@@ -7,10 +7,11 @@
 //! `debounce_ms` after a launch are coalesced into one launch of the latest at the window's end.
 
 use crate::config::{AfterLaunch, LaunchConfig, LaunchMode};
+use crate::error::BridgeError;
 use crate::session::Session;
 use crate::template::{ContextData, Escape, RenderError, Template};
-use crate::{BridgeError, LinkState};
 use lockstep_fhircast::{EventKind, EventSpec};
+use lockstep_hub::LinkState;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,7 +301,7 @@ pub async fn run(
     session.set_state(LinkState::Following, "in the session");
     let debounce = Duration::from_millis(config.debounce_ms);
     let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(64);
-    let mut handled = crate::RecentIds::default();
+    let mut handled = crate::session::RecentIds::default();
     // The context of the last launch: what an on-close action renders (a close event carries
     // little more than ids).
     let mut launched: Option<ContextData> = None;
@@ -356,7 +357,7 @@ pub async fn run(
     loop {
         let window_end = quiet_until.filter(|_| pending.is_some());
         tokio::select! {
-            _ = crate::stopped(&mut stop) => return Ok(()),
+            _ = crate::session::stopped(&mut stop) => return Ok(()),
             change = feed.next() => {
                 let change = change?;
                 let id = change.id.clone();

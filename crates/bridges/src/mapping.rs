@@ -6,6 +6,7 @@
 //! is refused; a message with no issuer is read only when the bridge maps exactly one system
 //! (the site's statement that this app knows one issuer). Names and dates never identify.
 
+use crate::problem::ConfigProblem;
 pub use lockstep_fhircast::identifier::DICOM_UID_SYSTEM;
 use lockstep_fhircast::identifier::{IdentifierRef, based_on_identifiers, identifiers};
 use serde::{Deserialize, Serialize};
@@ -112,30 +113,33 @@ impl IdentifierMapping {
         }
     }
 
-    /// (key, reason) of the first problem.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// The first problem, keyed within `identifiers` (`mrn[0].system`).
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         for kind in [IdKind::Mrn, IdKind::Accession] {
             let systems = self.systems(kind);
             for (i, s) in systems.iter().enumerate() {
                 let key = format!("{}[{i}]", kind.config_key());
                 if s.system.trim().is_empty() {
-                    return Err((format!("{key}.system"), "must not be empty".into()));
+                    return Err(ConfigProblem::new(
+                        format!("{key}.system"),
+                        "must not be empty",
+                    ));
                 }
                 if s.system == DICOM_UID_SYSTEM {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         format!("{key}.system"),
-                        "urn:dicom:uid is the Study Instance UID; it needs no mapping".into(),
+                        "urn:dicom:uid is the Study Instance UID; it needs no mapping",
                     ));
                 }
                 if systems[..i].iter().any(|o| o.system == s.system) {
-                    return Err((format!("{key}.system"), "mapped twice".into()));
+                    return Err(ConfigProblem::new(format!("{key}.system"), "mapped twice"));
                 }
                 if let Some(issuer) = &s.issuer
                     && systems[..i]
                         .iter()
                         .any(|o| o.issuer.as_deref() == Some(issuer))
                 {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         format!("{key}.issuer"),
                         format!("`{issuer}` names two systems"),
                     ));
@@ -331,7 +335,7 @@ mod tests {
             system: "urn:oid:1.2.3.5".into(),
             issuer: Some("X".into()),
         });
-        assert_eq!(m.validate().unwrap_err().0, "accession[1].system");
+        assert_eq!(m.validate().unwrap_err().key, "accession[1].system");
         let uid = IdentifierMapping {
             mrn: vec![IdentifierSystem {
                 system: DICOM_UID_SYSTEM.into(),

@@ -7,10 +7,11 @@ use super::outcome::{Handled, Rejection};
 use super::ready::{FsChange, Readiness};
 use super::writer::{WriteError, Writer};
 use crate::config::{FolderConfig, FolderIn};
+use crate::error::BridgeError;
 use crate::session::Session;
 use crate::template::ContextData;
-use crate::{BridgeError, LinkState};
 use lockstep_fhircast::EventSpec;
+use lockstep_hub::LinkState;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind as FsKind, RecursiveMode, Watcher};
 use parking_lot::Mutex;
@@ -129,7 +130,7 @@ pub async fn run(
     let stable = poll_every.map_or(settle, |every| settle.max(every * 2));
 
     session.set_state(LinkState::Following, "in the session");
-    let mut written_ids = crate::RecentIds::default();
+    let mut written_ids = crate::session::RecentIds::default();
     let mut poll = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(3600)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -147,7 +148,7 @@ pub async fn run(
     loop {
         let next_due = readiness.next_due();
         tokio::select! {
-            _ = crate::stopped(&mut stop) => return Ok(()),
+            _ = crate::session::stopped(&mut stop) => return Ok(()),
             change = async {
                 match feed.as_mut() {
                     Some(feed) => feed.next().await,

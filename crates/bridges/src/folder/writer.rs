@@ -1,8 +1,8 @@
 //! The out side: one file per context change, rendered from the bridge's templates and written
 //! atomically (a temporary file in the same folder, then a rename).
 
-use crate::BridgeError;
 use crate::config::FolderOut;
+use crate::error::BridgeError;
 use crate::mapping::IdentifierMapping;
 use crate::template::{ContextData, Escape, Template};
 use crate::text::{self, Encoder};

@@ -19,7 +19,7 @@ mod supervisor;
 pub mod template;
 pub mod text;
 
-pub use config::{BridgeConfig, BridgesConfig};
+pub use config::{BridgeConfig, BridgesConfig, ValidBridge, ValidBridges};
 pub use error::BridgeError;
 pub use lockstep_hub::LinkState;
 pub use problem::ConfigProblem;

@@ -1,7 +1,7 @@
 //! The supervisor: starts, reloads (by name) and stops the bridges of one topic, each as its own
 //! task, restarted with backoff when it fails or panics.
 
-use crate::config::{BridgeConfig, BridgesConfig};
+use crate::config::{Ready, ValidBridge, ValidBridges};
 use crate::error::BridgeError;
 use crate::report::{Board, BridgeStatus, Reporter};
 use crate::session::Session;
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 struct Running {
-    config: BridgeConfig,
+    bridge: ValidBridge,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -37,7 +37,7 @@ pub struct Bridges {
     reporter: Reporter,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
     /// Configs of disabled bridges, kept so a reload can tell what changed.
-    disabled: Mutex<HashMap<String, BridgeConfig>>,
+    disabled: Mutex<HashMap<String, ValidBridge>>,
 }
 
 /// How long a stopping bridge may take before it is aborted.
@@ -48,12 +48,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 impl Bridges {
-    /// Starts every enabled bridge of `config` (validated beforehand by the agent); each
+    /// Starts every enabled bridge of `config`; each
     /// bridge's reports go to `reporter`.
     pub async fn start(
         engine: Engine,
         topic: Arc<str>,
-        config: &BridgesConfig,
+        config: &ValidBridges,
         reporter: Reporter,
     ) -> Bridges {
         let bridges = Bridges {
@@ -80,15 +80,15 @@ impl Bridges {
 
     /// Applies a new configuration: bridges are matched by name; a changed one is restarted,
     /// a removed one stopped, a new one started. The hub and unchanged bridges are untouched.
-    pub async fn reload(&self, config: &BridgesConfig) -> ReloadSummary {
-        let wanted = config.all();
+    pub async fn reload(&self, config: &ValidBridges) -> ReloadSummary {
+        let wanted: Vec<ValidBridge> = config.iter().cloned().collect();
         let mut summary = ReloadSummary::default();
         let mut running = self.running.lock().await;
         let names: Vec<String> = running.keys().cloned().collect();
         for name in names {
-            let keep = wanted
-                .iter()
-                .any(|c| c.name() == name && c.enabled() && running[&name].config == *c);
+            let keep = wanted.iter().any(|c| {
+                c.name() == name && c.enabled() && running[&name].bridge.config() == c.config()
+            });
             if keep {
                 continue;
             }
@@ -145,7 +145,7 @@ impl Bridges {
         }
     }
 
-    fn spawn(&self, config: BridgeConfig) -> Running {
+    fn spawn(&self, config: ValidBridge) -> Running {
         let (read, write) = events_of(&config);
         self.board.add(
             config.name(),
@@ -165,7 +165,7 @@ impl Bridges {
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(config.clone(), session, stop_rx));
         Running {
-            config,
+            bridge: config,
             stop: stop_tx,
             task,
         }
@@ -182,27 +182,19 @@ async fn stop(bridge: Running) {
 }
 
 /// The events a bridge follows and those it may request.
-fn events_of(config: &BridgeConfig) -> (Vec<&'static EventSpec>, Vec<&'static EventSpec>) {
-    let lookup = |names: &[String]| -> Vec<&'static EventSpec> {
-        names.iter().filter_map(|n| EventSpec::lookup(n)).collect()
-    };
-    match config {
-        BridgeConfig::Launch(c) => (launch::subscribed_events(c), Vec::new()),
-        BridgeConfig::Folder(c) => {
-            let read = c
-                .out
-                .as_ref()
-                .map(|o| lookup(&o.events))
+fn events_of(bridge: &ValidBridge) -> (Vec<&'static EventSpec>, Vec<&'static EventSpec>) {
+    match bridge.ready() {
+        Ready::Launch(launcher) => (launcher.subscribed_events(), Vec::new()),
+        Ready::Folder(folder) => {
+            let read = folder
+                .sides
+                .outgoing()
+                .map(|o| o.events.clone())
                 .unwrap_or_default();
-            let write = c
-                .inbound
-                .as_ref()
-                .map(|i| {
-                    i.rules
-                        .iter()
-                        .filter_map(|r| EventSpec::lookup(&r.event))
-                        .collect()
-                })
+            let write = folder
+                .sides
+                .incoming()
+                .map(|i| i.rules.all().iter().map(|r| r.event).collect())
                 .unwrap_or_default();
             (read, write)
         }
@@ -210,7 +202,7 @@ fn events_of(config: &BridgeConfig) -> (Vec<&'static EventSpec>, Vec<&'static Ev
 }
 
 /// Runs one bridge until told to stop, restarting it with backoff when it fails or panics.
-async fn supervise(config: BridgeConfig, session: Session, mut stop: watch::Receiver<bool>) {
+async fn supervise(config: ValidBridge, session: Session, mut stop: watch::Receiver<bool>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
@@ -255,12 +247,12 @@ async fn supervise(config: BridgeConfig, session: Session, mut stop: watch::Rece
 }
 
 async fn run_bridge(
-    config: BridgeConfig,
+    config: ValidBridge,
     session: Session,
     stop: watch::Receiver<bool>,
 ) -> Result<(), BridgeError> {
-    match config {
-        BridgeConfig::Launch(c) => launch::run(c, session, stop).await,
-        BridgeConfig::Folder(c) => folder::run(c, session, stop).await,
+    match config.ready() {
+        Ready::Launch(launcher) => launch::run(launcher.clone(), session, stop).await,
+        Ready::Folder(folder) => folder::run(folder.clone(), session, stop).await,
     }
 }

@@ -4,16 +4,14 @@
 
 use super::context::{build, fhir_date};
 use super::files::{copy_into, look_of_meta, move_into};
+use super::incoming::{AfterRead, Duplicates, IdField, Incoming, Rule, Rules};
 use super::outcome::{Handled, Rejection};
 use super::patient::{Current, Said};
 use super::ready::Look;
-use crate::config::{AfterRead, FolderIn, InRule};
-use crate::error::BridgeError;
 use crate::mapping::{IdKind, IdentifierMapping};
 use crate::message::{FieldError, Message, ParseError};
 use crate::session::Session;
-use crate::text::{self, DecodeError, Decoder, Pattern};
-use lockstep_fhircast::EventSpec;
+use crate::text::{self, DecodeError};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -29,11 +27,9 @@ const MAX_REMEMBERED: usize = 4096;
 
 /// The in side: everything needed to handle one file, and what it remembers between files.
 pub struct Inbox {
-    pub(super) config: FolderIn,
+    pub(super) config: Incoming,
     mapping: IdentifierMapping,
     session: Session,
-    decoder: Decoder,
-    pattern: Pattern,
     archive_dir: PathBuf,
     error_dir: PathBuf,
     seen: VecDeque<(String, Instant)>,
@@ -45,15 +41,12 @@ pub struct Inbox {
 
 impl Inbox {
     pub(super) fn new(
-        config: &FolderIn,
+        config: &Incoming,
         mapping: &IdentifierMapping,
         session: Session,
         own_events: Arc<Mutex<VecDeque<String>>>,
-    ) -> Result<Self, BridgeError> {
-        let setup = BridgeError::Setup;
-        Ok(Inbox {
-            decoder: text::decoder(&config.encoding.0).map_err(setup)?,
-            pattern: Pattern::parse(&config.pattern).map_err(setup)?,
+    ) -> Self {
+        Inbox {
             archive_dir: config
                 .archive_dir
                 .clone()
@@ -68,7 +61,7 @@ impl Inbox {
             seen: VecDeque::new(),
             own_events,
             stuck: HashMap::new(),
-        })
+        }
     }
 
     /// Whether a path in the folder is one to read.
@@ -79,7 +72,7 @@ impl Inbox {
         path.parent() == Some(self.config.dir.as_path())
             && !text::is_in_progress(name)
             && !name.ends_with(".reason.txt")
-            && self.pattern.matches(name)
+            && self.config.pattern.matches(name)
     }
 
     /// Files waiting in the folder, oldest first (by modification time, then name).
@@ -160,7 +153,7 @@ impl Inbox {
             });
         }
         let bytes = std::fs::read(path).map_err(|e| Rejection::Malformed(e.to_string()))?;
-        let content = text::decode(&bytes, self.decoder).map_err(|e| match e {
+        let content = text::decode(&bytes, self.config.decoder).map_err(|e| match e {
             DecodeError::Truncated => Rejection::Partial(e.to_string()),
             DecodeError::Invalid(_) => Rejection::Malformed(e.to_string()),
         })?;
@@ -173,46 +166,42 @@ impl Inbox {
                 .get(path)
                 .map_err(|e: FieldError| Rejection::Field(e.to_string()))
         };
-        let message_type = if self.config.message_type.is_empty() {
-            String::new()
-        } else {
-            field(&self.config.message_type)?.unwrap_or_default()
+        let message_type = match &self.config.rules {
+            Rules::Single(_) => String::new(),
+            Rules::ByType { field: path, .. } => field(path)?.unwrap_or_default(),
         };
         // Exact duplicates by message id when there is one; else by content, briefly.
-        let key = match &self.config.message_id {
-            Some(path) => match field(path)? {
-                Some(id) => format!("id:{id}"),
+        let (key, window) = match &self.config.duplicates {
+            Duplicates::ById(path) => match field(path)? {
+                Some(id) => (format!("id:{id}"), MESSAGE_ID_MEMORY),
                 None => return Err(Rejection::Malformed("no message id".into())),
             },
-            None => format!("sha256:{:x}", Sha256::digest(&bytes)),
-        };
-        let window = match self.config.message_id {
-            Some(_) => MESSAGE_ID_MEMORY,
-            None => Duration::from_secs(self.config.duplicate_window_seconds),
+            Duplicates::ByContent(window) => {
+                (format!("sha256:{:x}", Sha256::digest(&bytes)), *window)
+            }
         };
         let now = Instant::now();
         self.seen.retain(|(_, at)| now.duration_since(*at) < window);
         if self.seen.iter().any(|(k, _)| *k == key) {
-            return Err(Rejection::Duplicate(match self.config.message_id {
-                Some(_) => "a message with this id was handled already".into(),
-                None => format!(
+            return Err(Rejection::Duplicate(match self.config.duplicates {
+                Duplicates::ById(_) => "a message with this id was handled already".into(),
+                Duplicates::ByContent(_) => format!(
                     "the same content was handled less than {} s ago",
                     window.as_secs()
                 ),
             }));
         }
-        let rule = self
-            .config
-            .rules
-            .iter()
-            .find(|r| self.config.message_type.is_empty() || r.when == message_type)
-            .cloned();
-        let handled = match rule {
-            Some(rule) => self.request(&rule, &message)?,
-            None if self.config.ignore_types.contains(&message_type) => {
+        let rule = match &self.config.rules {
+            Rules::Single(rule) => Some(rule),
+            Rules::ByType { rules, .. } => rules.iter().find(|r| r.when == message_type),
+        }
+        .cloned();
+        let handled = match (rule, &self.config.rules) {
+            (Some(rule), _) => self.request(&rule, &message)?,
+            (None, Rules::ByType { ignore, .. }) if ignore.contains(&message_type) => {
                 Handled::Ignored(message_type)
             }
-            None => return Err(Rejection::UnknownType(message_type)),
+            (None, _) => return Err(Rejection::UnknownType(message_type)),
         };
         self.seen.push_back((key, now));
         while self.seen.len() > MAX_REMEMBERED {
@@ -222,35 +211,37 @@ impl Inbox {
     }
 
     /// Reads a rule's fields, checks them against the current context and requests the event.
-    fn request(&mut self, rule: &InRule, message: &Message) -> Result<Handled, Rejection> {
-        let field = |path: &Option<String>| -> Result<Option<String>, Rejection> {
+    fn request(&mut self, rule: &Rule, message: &Message) -> Result<Handled, Rejection> {
+        let field = |path: Option<&str>| -> Result<Option<String>, Rejection> {
             match path {
                 Some(p) => message.get(p).map_err(|e| Rejection::Field(e.to_string())),
                 None => Ok(None),
             }
         };
         let unmapped = |e: crate::mapping::MappingError| Rejection::Unmapped(e.to_string());
-        let mut said = Said::default();
-        if let Some(mrn) = field(&rule.mrn)? {
-            let issuer = field(&rule.mrn_issuer)?;
-            said.mrn = Some(
-                self.mapping
-                    .resolve(IdKind::Mrn, &mrn, issuer.as_deref())
-                    .map_err(unmapped)?,
-            );
-        }
-        if let Some(accession) = field(&rule.accession)? {
-            let issuer = field(&rule.accession_issuer)?;
-            said.accession = Some(
-                self.mapping
-                    .resolve(IdKind::Accession, &accession, issuer.as_deref())
-                    .map_err(unmapped)?,
-            );
-        }
-        said.uid = field(&rule.study_uid)?.map(|u| u.trim_start_matches("urn:oid:").to_owned());
-        said.family = field(&rule.family_name)?;
-        said.given = field(&rule.given_name)?;
-        said.birth_date = field(&rule.birth_date)?
+        let identifier = |kind: IdKind, at: &Option<IdField>| match at {
+            Some(at) => match field(Some(&at.value))? {
+                Some(value) => {
+                    let issuer = field(at.issuer.as_deref())?;
+                    self.mapping
+                        .resolve(kind, &value, issuer.as_deref())
+                        .map(Some)
+                        .map_err(unmapped)
+                }
+                None => Ok(None),
+            },
+            None => Ok(None),
+        };
+        let mut said = Said {
+            mrn: identifier(IdKind::Mrn, &rule.mrn)?,
+            accession: identifier(IdKind::Accession, &rule.accession)?,
+            ..Said::default()
+        };
+        said.uid =
+            field(rule.study_uid.as_deref())?.map(|u| u.trim_start_matches("urn:oid:").to_owned());
+        said.family = field(rule.family_name.as_deref())?;
+        said.given = field(rule.given_name.as_deref())?;
+        said.birth_date = field(rule.birth_date.as_deref())?
             .map(|d| fhir_date(&d))
             .transpose()?;
         if said.mrn.is_none() && said.accession.is_none() && said.uid.is_none() {
@@ -259,8 +250,7 @@ impl Inbox {
             ));
         }
 
-        let event = EventSpec::lookup(&rule.event)
-            .ok_or_else(|| Rejection::Unresolvable(format!("unknown event `{}`", rule.event)))?;
+        let event = rule.event;
         let current = self
             .session
             .engine()

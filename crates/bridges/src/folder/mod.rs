@@ -11,11 +11,13 @@
 //! unless its rule explicitly allows a patient change ([`patient`]'s decision).
 //!
 //! The loop is in [`run`](mod@run), the out side in [`writer`], the in side in [`inbox`] (with
-//! [`files`] for moving files aside), the request a file becomes in [`context`].
+//! [`files`] for moving files aside), the request a file becomes in [`context`]; what validation builds is in [`incoming`] and
+//! [`writer`]'s [`Outgoing`].
 
 mod context;
 mod files;
 mod inbox;
+mod incoming;
 mod outcome;
 mod patient;
 mod ready;
@@ -23,6 +25,40 @@ mod run;
 mod writer;
 
 pub use inbox::Inbox;
+pub use incoming::{AfterRead, Duplicates, IdField, Incoming, Rule, Rules, Watch};
 pub use outcome::{Handled, Rejection};
 pub use run::run;
-pub use writer::{WriteError, Writer};
+pub use writer::{Content, Outgoing, WriteError, Writer};
+
+use crate::mapping::IdentifierMapping;
+
+/// A folder bridge, validated: its identifier mapping and its sides, ready to run.
+#[derive(Debug, Clone)]
+pub struct FolderBridge {
+    pub identifiers: IdentifierMapping,
+    pub sides: Sides,
+}
+
+/// What a folder bridge exchanges with its app: files out, files in, or both.
+#[derive(Debug, Clone)]
+pub enum Sides {
+    Out(Outgoing),
+    In(Incoming),
+    Both(Outgoing, Incoming),
+}
+
+impl Sides {
+    pub fn outgoing(&self) -> Option<&Outgoing> {
+        match self {
+            Sides::Out(out) | Sides::Both(out, _) => Some(out),
+            Sides::In(_) => None,
+        }
+    }
+
+    pub fn incoming(&self) -> Option<&Incoming> {
+        match self {
+            Sides::In(inbound) | Sides::Both(_, inbound) => Some(inbound),
+            Sides::Out(_) => None,
+        }
+    }
+}

@@ -1,16 +1,16 @@
 //! The folder bridge's loop: it joins the session for the out side, watches (or polls) the
 //! inbox, and turns what happened to each file into the bridge's link state and SyncErrors.
 
+use super::FolderBridge;
 use super::files::look_at;
 use super::inbox::Inbox;
+use super::incoming::{Incoming, Watch};
 use super::outcome::{Handled, Rejection};
 use super::ready::{FsChange, Readiness};
 use super::writer::{WriteError, Writer};
-use crate::config::{FolderConfig, FolderIn};
 use crate::error::BridgeError;
 use crate::session::Session;
 use crate::template::ContextData;
-use lockstep_fhircast::EventSpec;
 use lockstep_hub::LinkState;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind as FsKind, RecursiveMode, Watcher};
@@ -46,32 +46,27 @@ fn classify(event: notify::Event) -> Vec<(PathBuf, FsChange)> {
 
 /// Runs a folder bridge until `stop`.
 pub async fn run(
-    config: FolderConfig,
+    bridge: Arc<FolderBridge>,
     session: Session,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BridgeError> {
     let own_events: Arc<Mutex<VecDeque<String>>> = Arc::default();
-    let writer = config
-        .out
-        .as_ref()
-        .map(|out| Writer::new(out, &config.identifiers))
+    let writer = bridge
+        .sides
+        .outgoing()
+        .map(|out| Writer::new(out, &bridge.identifiers))
         .transpose()?
         .map(Arc::new);
-    let mut feed = match &config.out {
+    let mut feed = match bridge.sides.outgoing() {
         Some(out) => {
             std::fs::create_dir_all(&out.dir).map_err(|e| {
                 BridgeError::Setup(format!("cannot use {}: {e}", out.dir.display()))
             })?;
-            let events = out
-                .events
-                .iter()
-                .filter_map(|n| EventSpec::lookup(n))
-                .collect();
-            Some(session.join(events).await?)
+            Some(session.join(out.events.clone()).await?)
         }
         None => None,
     };
-    let inbox = match &config.inbound {
+    let inbox = match bridge.sides.incoming() {
         Some(inbound) => {
             // Canonical, because the OS reports events under the folder's real path.
             let dir = std::fs::create_dir_all(&inbound.dir)
@@ -79,16 +74,16 @@ pub async fn run(
                 .map_err(|e| {
                     BridgeError::Setup(format!("cannot use {}: {e}", inbound.dir.display()))
                 })?;
-            let inbound = FolderIn {
+            let inbound = Incoming {
                 dir,
                 ..inbound.clone()
             };
             let inbox = Inbox::new(
                 &inbound,
-                &config.identifiers,
+                &bridge.identifiers,
                 session.clone(),
                 own_events.clone(),
-            )?;
+            );
             Some(Arc::new(Mutex::new(inbox)))
         }
         None => None,
@@ -99,10 +94,10 @@ pub async fn run(
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut poll_every: Option<Duration> = None;
     let watched_dir = inbox.as_ref().map(|i| i.lock().config.dir.clone());
-    if let (Some(inbound), Some(dir)) = (&config.inbound, watched_dir) {
-        match inbound.poll_interval_ms {
-            Some(ms) => poll_every = Some(Duration::from_millis(ms)),
-            None => {
+    if let (Some(inbound), Some(dir)) = (bridge.sides.incoming(), watched_dir) {
+        match inbound.watch {
+            Watch::Poll(every) => poll_every = Some(every),
+            Watch::Notify => {
                 let tx = fs_tx.clone();
                 let watched = notify::recommended_watcher(move |event| {
                     let _ = tx.send(event);
@@ -122,7 +117,10 @@ pub async fn run(
         }
     }
     drop(fs_tx);
-    let settle = Duration::from_millis(config.inbound.as_ref().map_or(250, |i| i.settle_ms));
+    let settle = bridge
+        .sides
+        .incoming()
+        .map_or(Duration::from_millis(250), |i| i.settle);
     // Linux's watcher reports "closed after writing"; the others do not.
     let closes_reported = cfg!(target_os = "linux") && _watcher.is_some();
     let mut readiness = Readiness::new(settle, closes_reported);

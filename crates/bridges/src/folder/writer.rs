@@ -1,12 +1,32 @@
 //! The out side: one file per context change, rendered from the bridge's templates and written
 //! atomically (a temporary file in the same folder, then a rename).
 
-use crate::config::FolderOut;
 use crate::error::BridgeError;
 use crate::mapping::IdentifierMapping;
 use crate::template::{ContextData, Escape, Template};
-use crate::text::{self, Encoder};
+use crate::text::{self, Encoder, LineEndings};
+use lockstep_fhircast::EventSpec;
 use std::path::PathBuf;
+
+/// The out side of a folder bridge, validated: where, on which events, and its templates.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub dir: PathBuf,
+    pub events: Vec<&'static EventSpec>,
+    pub file_name: Template,
+    pub content: Content,
+    pub encoder: Encoder,
+    pub line_endings: LineEndings,
+}
+
+/// The file's content template.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Given in the configuration, parsed and checked with it.
+    Template(Template),
+    /// In a file read (and checked) each time the bridge starts: it may be edited later.
+    File { path: PathBuf, escape: Escape },
+}
 
 /// Why a file out could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -25,29 +45,30 @@ pub struct Writer {
     file_name: Template,
     content: Template,
     encoder: Encoder,
-    out: FolderOut,
+    line_endings: LineEndings,
     mapping: IdentifierMapping,
 }
 
 impl Writer {
-    pub fn new(out: &FolderOut, mapping: &IdentifierMapping) -> Result<Self, BridgeError> {
-        let setup = |e: String| BridgeError::Setup(e);
-        let template_text = match (&out.template, &out.template_file) {
-            (Some(text), _) => text.clone(),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| setup(format!("cannot read {}: {e}", file.display())))?,
-            (None, None) => return Err(setup("no template".into())),
+    /// The writer of a bridge's out side; a template file is read here.
+    pub fn new(out: &Outgoing, mapping: &IdentifierMapping) -> Result<Self, BridgeError> {
+        let content = match &out.content {
+            Content::Template(template) => template.clone(),
+            Content::File { path, escape } => {
+                let setup = |e: String| BridgeError::Setup(e);
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| setup(format!("cannot read {}: {e}", path.display())))?;
+                let template = Template::parse(&text, *escape).map_err(|e| setup(e.to_string()))?;
+                template.check_mapped(mapping).map_err(setup)?;
+                template
+            }
         };
-        let content = Template::parse(&template_text, out.format.escape())
-            .map_err(|e| setup(e.to_string()))?;
-        content.check_mapped(mapping).map_err(setup)?;
         Ok(Writer {
             dir: out.dir.clone(),
-            file_name: Template::parse(&out.file_name, Escape::FileName)
-                .map_err(|e| setup(e.to_string()))?,
+            file_name: out.file_name.clone(),
             content,
-            encoder: text::encoder(&out.encoding.0).map_err(setup)?,
-            out: out.clone(),
+            encoder: out.encoder,
+            line_endings: out.line_endings,
             mapping: mapping.clone(),
         })
     }
@@ -59,7 +80,7 @@ impl Writer {
         let name = self.file_name.render(data, &self.mapping, now)?;
         let text = self.content.render(data, &self.mapping, now)?;
         let bytes =
-            text::encode(&text, self.encoder, self.out.line_endings).map_err(WriteError::Encode)?;
+            text::encode(&text, self.encoder, self.line_endings).map_err(WriteError::Encode)?;
         let target = self.dir.join(&name);
         let temp = self
             .dir

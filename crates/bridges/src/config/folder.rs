@@ -1,7 +1,7 @@
 //! `[[bridges.folder]]`: the keys of a folder bridge, and their validation into a
 //! [`FolderBridge`].
 
-use super::{default_launch_events, open_events, yes};
+use super::common::{default_launch_events, open_events, yes};
 use crate::folder::{
     AfterRead, Content, Duplicates, FolderBridge, IdField, Incoming, Outgoing, Rule, Rules, Sides,
     Watch,

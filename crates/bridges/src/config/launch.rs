@@ -1,6 +1,6 @@
 //! `[[bridges.launch]]`: the keys of a launch bridge, and their validation into a [`Launcher`].
 
-use super::{default_launch_events, open_events, yes};
+use super::common::{default_launch_events, open_events, yes};
 use crate::launch::{AfterLaunch, AllowList, LaunchMode, Launcher, UrlOpen, check_url};
 use crate::mapping::IdentifierMapping;
 use crate::problem::ConfigProblem;

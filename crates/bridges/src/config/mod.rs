@@ -6,6 +6,7 @@
 //! template or an unmapped placeholder is a configuration error at load time rather than a
 //! surprise on the first patient, and what runs is what was checked.
 
+mod common;
 mod folder;
 mod launch;
 
@@ -19,7 +20,6 @@ pub use launch::LaunchConfig;
 
 use crate::folder::FolderBridge;
 use crate::launch::Launcher;
-use lockstep_fhircast::{EventKind, EventSpec};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -149,26 +149,6 @@ fn check_name<'a>(name: &'a str, seen: &mut Vec<&'a str>) -> Result<(), ConfigPr
     }
     seen.push(name);
     Ok(())
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_launch_events() -> Vec<String> {
-    vec!["ImagingStudy-open".into()]
-}
-
-/// Reads event names that must all be `*-open`.
-fn open_events(names: &[String]) -> Result<Vec<&'static EventSpec>, String> {
-    names
-        .iter()
-        .map(|name| match EventSpec::lookup(name) {
-            Some(spec) if spec.kind == EventKind::Open => Ok(spec),
-            Some(spec) => Err(format!("`{}` is not an *-open event", spec.name)),
-            None => Err(format!("unknown event `{name}`")),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! [`files`] for moving files aside), the request a file becomes in [`context`]; what validation builds is in [`incoming`] and
 //! [`writer`]'s [`Outgoing`].
 
+mod bridge;
 mod context;
 mod files;
 mod inbox;
@@ -24,41 +25,9 @@ mod ready;
 mod run;
 mod writer;
 
+pub use bridge::{FolderBridge, Sides};
 pub use inbox::Inbox;
 pub use incoming::{AfterRead, Duplicates, IdField, Incoming, Rule, Rules, Watch};
 pub use outcome::{Handled, Rejection};
 pub use run::run;
 pub use writer::{Content, Outgoing, WriteError, Writer};
-
-use crate::mapping::IdentifierMapping;
-
-/// A folder bridge, validated: its identifier mapping and its sides, ready to run.
-#[derive(Debug, Clone)]
-pub struct FolderBridge {
-    pub identifiers: IdentifierMapping,
-    pub sides: Sides,
-}
-
-/// What a folder bridge exchanges with its app: files out, files in, or both.
-#[derive(Debug, Clone)]
-pub enum Sides {
-    Out(Outgoing),
-    In(Incoming),
-    Both(Outgoing, Incoming),
-}
-
-impl Sides {
-    pub fn outgoing(&self) -> Option<&Outgoing> {
-        match self {
-            Sides::Out(out) | Sides::Both(out, _) => Some(out),
-            Sides::In(_) => None,
-        }
-    }
-
-    pub fn incoming(&self) -> Option<&Incoming> {
-        match self {
-            Sides::In(inbound) | Sides::Both(_, inbound) => Some(inbound),
-            Sides::Out(_) => None,
-        }
-    }
-}

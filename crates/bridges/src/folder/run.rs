@@ -1,7 +1,7 @@
 //! The folder bridge's loop: it joins the session for the out side, watches (or polls) the
 //! inbox, and turns what happened to each file into the bridge's link state and SyncErrors.
 
-use super::FolderBridge;
+use super::bridge::FolderBridge;
 use super::files::look_at;
 use super::inbox::Inbox;
 use super::incoming::{Incoming, Watch};

@@ -19,8 +19,8 @@ impl AgentHandle {
     /// Applies the `[bridges]` of a new configuration: changed bridges restart, removed ones
     /// stop, new ones start. A configuration that does not validate changes nothing.
     pub async fn reload_bridges(&self, config: &Config) -> Result<ReloadSummary, ConfigError> {
-        config.validate()?;
-        let summary = self.inner.bridges.reload(&config.bridges).await;
+        let bridges = config.validated()?;
+        let summary = self.inner.bridges.reload(&bridges).await;
         tracing::info!(
             "bridges reloaded: {} started, {} restarted, {} stopped",
             summary.started.len(),

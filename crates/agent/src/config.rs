@@ -215,6 +215,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl From<lockstep_bridges::ConfigProblem> for ConfigError {
+    fn from(p: lockstep_bridges::ConfigProblem) -> Self {
+        error("configuration", &p.key, p.reason)
+    }
+}
+
 /// Where configuration comes from, in the order applied.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSources {
@@ -329,6 +335,12 @@ impl Config {
 
     /// Checks what types alone cannot: values in range, apps well formed.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validated().map(drop)
+    }
+
+    /// Checks the configuration as [`validate`](Self::validate) does, and returns its bridges
+    /// ready to run.
+    pub fn validated(&self) -> Result<lockstep_bridges::ValidBridges, ConfigError> {
         const SOURCE: &str = "configuration";
         self.hub
             .validate()
@@ -382,10 +394,7 @@ impl Config {
             ScopeSet::from_iter_checked(app.scopes.iter().map(String::as_str))
                 .map_err(|e| error(SOURCE, &key("scopes"), e.to_string()))?;
         }
-        self.bridges
-            .validate()
-            .map_err(|p| error(SOURCE, &p.key, p.reason))?;
-        Ok(())
+        Ok(self.bridges.validate()?)
     }
 
     /// The configuration as TOML, with every secret replaced by `"<redacted>"`.

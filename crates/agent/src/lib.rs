@@ -33,6 +33,8 @@ use tokio::sync::{oneshot, watch};
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Listen(#[from] listen::ListenError),
     #[error("app `{client_id}`: the keyring has no secret named `{key}`")]
     MissingSecret { client_id: String, key: String },
@@ -60,6 +62,8 @@ impl Agent {
         config: Config,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<AgentHandle, AgentError> {
+        // The bridges as they will run; the configuration may never have been validated.
+        let ready_bridges = config.bridges.validate().map_err(ConfigError::from)?;
         let clients = {
             let (apps, secrets) = (config.apps.clone(), secrets.clone());
             // Keyring calls block (D-Bus, Credential Manager): keep them off the runtime's threads.
@@ -131,7 +135,7 @@ impl Agent {
             lockstep_bridges::Bridges::start(
                 engine.clone(),
                 topic.clone(),
-                &config.bridges,
+                &ready_bridges,
                 Arc::new(move |report| audit.bridge(report)),
             )
             .await,

@@ -68,7 +68,7 @@ impl Bench {
 
     async fn bridges(&self, config: Value) -> Bridges {
         let config: BridgesConfig = serde_json::from_value(config).unwrap();
-        config.validate().unwrap();
+        let config = config.validate().unwrap();
         let bridges = Bridges::start(
             self.engine.clone(),
             self.topic.clone(),

@@ -6,11 +6,11 @@
 //! is refused; a message with no issuer is read only when the bridge maps exactly one system
 //! (the site's statement that this app knows one issuer). Names and dates never identify.
 
+use crate::problem::ConfigProblem;
+pub use lockstep_fhircast::identifier::DICOM_UID_SYSTEM;
+use lockstep_fhircast::identifier::{IdentifierRef, based_on_identifiers, identifiers};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-/// The Study Instance UID system: global, so it needs no mapping.
-pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 
 /// `identifiers` of a bridge.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,30 +113,33 @@ impl IdentifierMapping {
         }
     }
 
-    /// (key, reason) of the first problem.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// The first problem, keyed within `identifiers` (`mrn[0].system`).
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         for kind in [IdKind::Mrn, IdKind::Accession] {
             let systems = self.systems(kind);
             for (i, s) in systems.iter().enumerate() {
                 let key = format!("{}[{i}]", kind.config_key());
                 if s.system.trim().is_empty() {
-                    return Err((format!("{key}.system"), "must not be empty".into()));
+                    return Err(ConfigProblem::new(
+                        format!("{key}.system"),
+                        "must not be empty",
+                    ));
                 }
                 if s.system == DICOM_UID_SYSTEM {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         format!("{key}.system"),
-                        "urn:dicom:uid is the Study Instance UID; it needs no mapping".into(),
+                        "urn:dicom:uid is the Study Instance UID; it needs no mapping",
                     ));
                 }
                 if systems[..i].iter().any(|o| o.system == s.system) {
-                    return Err((format!("{key}.system"), "mapped twice".into()));
+                    return Err(ConfigProblem::new(format!("{key}.system"), "mapped twice"));
                 }
                 if let Some(issuer) = &s.issuer
                     && systems[..i]
                         .iter()
                         .any(|o| o.issuer.as_deref() == Some(issuer))
                 {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         format!("{key}.issuer"),
                         format!("`{issuer}` names two systems"),
                     ));
@@ -153,36 +156,32 @@ impl IdentifierMapping {
 
     /// The accession of a study (its identifiers), or of a report (`basedOn[].identifier`).
     pub fn accession_of(&self, resource: &Value) -> Result<Mapped, MappingError> {
-        let based_on = resource
-            .get("basedOn")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.get("identifier"));
-        self.find(IdKind::Accession, identifiers(resource).chain(based_on))
+        self.find(
+            IdKind::Accession,
+            identifiers(resource).chain(based_on_identifiers(resource)),
+        )
     }
 
     fn find<'a>(
         &self,
         kind: IdKind,
-        candidates: impl Iterator<Item = &'a Value>,
+        candidates: impl Iterator<Item = IdentifierRef<'a>>,
     ) -> Result<Mapped, MappingError> {
-        let candidates: Vec<&Value> = candidates
+        let candidates: Vec<IdentifierRef<'a>> = candidates
             .filter(|i| {
                 // An identifier typed as another kind (an MRN beside an accession) is not it.
-                type_code(i).is_none_or(|code| code == kind.type_code())
+                i.type_code().is_none_or(|code| code == kind.type_code())
             })
             .collect();
         if candidates.is_empty() {
             return Err(MappingError::Missing { kind: kind.label() });
         }
         for mapped in self.systems(kind) {
+            // The first identifier in the system decides: a blank value there is no match.
             if let Some(value) = candidates
                 .iter()
-                .find(|i| i.get("system").and_then(Value::as_str) == Some(mapped.system.as_str()))
-                .and_then(|i| i.get("value").and_then(Value::as_str))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
+                .find(|i| i.is_in(&mapped.system))
+                .and_then(|i| i.value())
             {
                 return Ok(Mapped {
                     value: value.to_owned(),
@@ -193,11 +192,7 @@ impl IdentifierMapping {
         }
         let mut present: Vec<&str> = candidates
             .iter()
-            .map(|i| {
-                i.get("system")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no system)")
-            })
+            .map(|i| i.system().unwrap_or("(no system)"))
             .collect();
         present.dedup();
         Err(MappingError::UnmappedSystem {
@@ -241,35 +236,9 @@ impl IdentifierMapping {
     }
 }
 
-/// The Study Instance UID of a study, without its `urn:oid:` prefix.
-pub fn study_uid_of(study: &Value) -> Option<String> {
-    identifiers(study)
-        .find(|i| i.get("system").and_then(Value::as_str) == Some(DICOM_UID_SYSTEM))
-        .and_then(|i| i.get("value").and_then(Value::as_str))
-        .map(|uid| uid.trim().trim_start_matches("urn:oid:").to_owned())
-        .filter(|uid| !uid.is_empty())
-}
-
 /// The FHIR Identifier for a Study Instance UID.
 pub fn study_uid_identifier(uid: &str) -> Value {
     json!({ "system": DICOM_UID_SYSTEM, "value": format!("urn:oid:{}", uid.trim_start_matches("urn:oid:")) })
-}
-
-fn identifiers(resource: &Value) -> impl Iterator<Item = &Value> {
-    resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
-fn type_code(identifier: &Value) -> Option<&str> {
-    identifier
-        .get("type")?
-        .get("coding")?
-        .as_array()?
-        .iter()
-        .find_map(|c| c.get("code").and_then(Value::as_str))
 }
 
 #[cfg(test)]
@@ -366,7 +335,7 @@ mod tests {
             system: "urn:oid:1.2.3.5".into(),
             issuer: Some("X".into()),
         });
-        assert_eq!(m.validate().unwrap_err().0, "accession[1].system");
+        assert_eq!(m.validate().unwrap_err().key, "accession[1].system");
         let uid = IdentifierMapping {
             mrn: vec![IdentifierSystem {
                 system: DICOM_UID_SYSTEM.into(),

@@ -6,9 +6,30 @@
 //! accessions must be read with an explicit index. A document that ends mid-way is reported as
 //! a partial write, apart from one that is malformed.
 
-use crate::config::FileFormat;
+use crate::template::Escape;
 use quick_xml::events::Event;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The format of a file, which sets how placeholders are escaped and how fields are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Json,
+    Xml,
+    Ini,
+    Text,
+}
+
+impl FileFormat {
+    pub fn escape(self) -> Escape {
+        match self {
+            FileFormat::Json => Escape::Json,
+            FileFormat::Xml => Escape::Xml,
+            FileFormat::Ini | FileFormat::Text => Escape::Line,
+        }
+    }
+}
 
 /// Why a file's content could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

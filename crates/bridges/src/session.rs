@@ -3,9 +3,11 @@
 //! with its own grant (so its name is in SyncErrors, history and the audit trail), and reports
 //! its link state.
 
-use crate::{Board, BridgeError, BridgeReport, LinkState, Report, Reporter};
+use crate::error::BridgeError;
+use crate::report::{Board, BridgeReport, Report, Reporter};
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::{ContextChange, EventSpec, Mode, ScopeSet, SubscriptionRequest};
+use lockstep_hub::LinkState;
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::engine::{CloseOrder, Connection, SocketEnd};
 use lockstep_hub::{Engine, TokenGrant};
@@ -13,6 +15,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tokio::sync::watch;
+
+/// The client id prefix of a bridge's seat in the session (`bridge:<name>`), so listeners can
+/// tell a bridge's subscription from an app's.
+pub const CLIENT_ID_PREFIX: &str = "bridge:";
 
 /// A bridge's grant outlives any lease; leases are renewed well before they end.
 const GRANT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -51,7 +58,7 @@ impl Session {
             .collect();
         let grant = TokenGrant {
             // A client id of its own: a posted SyncError skips only its own sender.
-            client_id: format!("{}{name}", crate::CLIENT_ID_PREFIX),
+            client_id: format!("{}{name}", CLIENT_ID_PREFIX),
             client_name: name.to_owned(),
             topic: topic.clone(),
             scopes: ScopeSet::from_iter_checked(scopes.iter().map(String::as_str))
@@ -314,5 +321,39 @@ fn describe(order: Result<CloseOrder, oneshot::error::RecvError>) -> String {
         Ok(order) if !order.reason.is_empty() => order.reason.to_owned(),
         Ok(order) => format!("closed with code {}", order.code),
         Err(_) => "the hub dropped the subscription".to_owned(),
+    }
+}
+
+/// Event ids a bridge has handled lately: the replay that follows joining again must not
+/// launch or write twice.
+#[derive(Default)]
+pub(crate) struct RecentIds(std::collections::VecDeque<String>);
+
+impl RecentIds {
+    const KEEP: usize = 32;
+
+    /// True the first time an id is seen (and remembers it).
+    pub(crate) fn first_time(&mut self, id: &str) -> bool {
+        if self.0.iter().any(|seen| seen == id) {
+            return false;
+        }
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back(id.to_owned());
+        true
+    }
+}
+
+/// Resolves once `stop` says so (or its sender is gone). The watch guard is never held across
+/// an await, so the futures that use this stay `Send`.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
 }

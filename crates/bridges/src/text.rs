@@ -4,7 +4,27 @@
 //! Decoding never substitutes: a byte that is not valid in the encoding makes the file
 //! malformed, because a replaced character inside an identifier would name someone else.
 
-use crate::config::LineEndings;
+use serde::{Deserialize, Serialize};
+
+/// A text encoding for files: `utf-8` (default), `utf-8-bom`, `utf-16le`, `utf-16be` (both
+/// written with a BOM), or any WHATWG label such as `windows-1252`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TextEncoding(pub String);
+
+impl Default for TextEncoding {
+    fn default() -> Self {
+        TextEncoding("utf-8".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineEndings {
+    #[default]
+    Lf,
+    Crlf,
+}
 
 /// How the bytes of a file without a BOM are read.
 #[derive(Debug, Clone, Copy)]

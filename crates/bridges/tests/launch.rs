@@ -4,8 +4,8 @@
 mod common;
 use common::viewer::Viewer;
 use common::*;
-use lockstep_bridges::BridgeReport;
 use lockstep_bridges::LinkState;
+use lockstep_bridges::{BridgeReport, BridgesConfig};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -275,9 +275,8 @@ async fn a_launcher_that_fails_breaks_the_link_and_tells_the_other_apps() {
         "name": "Missing viewer", "program": out.path().join("no-such-program"),
         "args": ["{study.uid}"], "debounce_ms": 0,
     }]});
-    bridges
-        .reload(&serde_json::from_value(missing).unwrap())
-        .await;
+    let missing: BridgesConfig = serde_json::from_value(missing).unwrap();
+    bridges.reload(&missing.validate().unwrap()).await;
     hub.wait_for_state("Missing viewer", LinkState::Following)
         .await;
     hub.publish(

@@ -84,7 +84,7 @@ async fn reload_matches_bridges_by_name() {
         }}],
     }))
     .unwrap();
-    let summary = bridges.reload(&next).await;
+    let summary = bridges.reload(&next.validate().unwrap()).await;
     assert_eq!(summary.restarted, ["Viewer"]);
     assert_eq!(summary.stopped, ["RIS"]);
     assert_eq!(summary.started, ["Dictation"]);
@@ -105,7 +105,7 @@ async fn reload_matches_bridges_by_name() {
     }
 
     // The same configuration again changes nothing.
-    let summary = bridges.reload(&next).await;
+    let summary = bridges.reload(&next.validate().unwrap()).await;
     assert!(
         summary.started.is_empty() && summary.restarted.is_empty() && summary.stopped.is_empty()
     );

@@ -183,7 +183,7 @@ impl Hub {
 
     pub async fn bridges(&self, config: Value) -> Bridges {
         let config: BridgesConfig = serde_json::from_value(config).unwrap();
-        config.validate().unwrap();
+        let config = config.validate().unwrap();
         Bridges::start(
             self.engine.clone(),
             self.topic.clone(),

@@ -7,28 +7,17 @@
 //! configuration loads; a value that cannot be rendered safely is an error, never dropped or
 //! altered: an identifier that reaches an app must be exactly the one in the context.
 
-use crate::mapping::{IdentifierMapping, MappingError, study_uid_of};
+mod date;
+mod escape;
+
+pub use escape::Escape;
+
+use crate::mapping::{IdentifierMapping, MappingError};
+use date::{DateParts, fhir_date, format_date, tokens};
+use escape::escape_into;
+use lockstep_fhircast::identifier::study_uid;
 use lockstep_fhircast::notification::ContextChange;
 use serde_json::Value;
-use std::fmt::Write as _;
-
-/// Where a rendered value is placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Escape {
-    /// Percent-encoded: everything but RFC 3986 unreserved characters.
-    UrlComponent,
-    /// One argv element, as is: no shell ever sees it. Control characters are refused, and
-    /// so is a value that would start the argument with `-` (it would read as an option).
-    Argument,
-    /// Inside a JSON string literal.
-    Json,
-    /// XML character data or attribute value.
-    Xml,
-    /// One line of an INI or text file: line breaks are refused.
-    Line,
-    /// A file name: path separators and reserved characters are refused.
-    FileName,
-}
 
 /// Why a template is malformed (a configuration error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -313,105 +302,6 @@ fn placeholder(inner: &str) -> Result<Placeholder, TemplateError> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
-    Year4,
-    Year2,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-    Char(char),
-}
-
-/// Splits a date format into tokens; letters outside the known tokens are refused so that a
-/// typo (`YYYY`, `mm` for months) is found at load time.
-fn tokens(format: &str) -> Option<Vec<Token>> {
-    const TOKENS: &[(&str, Token)] = &[
-        ("yyyy", Token::Year4),
-        ("yy", Token::Year2),
-        ("MM", Token::Month),
-        ("dd", Token::Day),
-        ("HH", Token::Hour),
-        ("mm", Token::Minute),
-        ("ss", Token::Second),
-    ];
-    let mut out = Vec::new();
-    let mut rest = format;
-    'outer: while let Some(c) = rest.chars().next() {
-        for (text, token) in TOKENS {
-            if let Some(tail) = rest.strip_prefix(text) {
-                out.push(*token);
-                rest = tail;
-                continue 'outer;
-            }
-        }
-        // ISO 8601's `T` and `Z` are the only letters that stand for themselves.
-        if c.is_alphanumeric() && c != 'T' && c != 'Z' {
-            return None;
-        }
-        out.push(Token::Char(c));
-        rest = &rest[c.len_utf8()..];
-    }
-    Some(out)
-}
-
-/// Date and time parts; a FHIR date may be partial (`1970`, `1970-01`).
-#[derive(Debug, Default)]
-struct DateParts {
-    year: Option<i32>,
-    month: Option<u8>,
-    day: Option<u8>,
-    hour: Option<u8>,
-    minute: Option<u8>,
-    second: Option<u8>,
-}
-
-fn fhir_date(value: &str) -> Option<DateParts> {
-    let mut parts = value.trim().splitn(3, '-');
-    let year = parts.next()?;
-    if year.len() != 4 {
-        return None;
-    }
-    let year: i32 = year.parse().ok()?;
-    let month = match parts.next() {
-        Some(m) => Some(m.parse::<u8>().ok()?),
-        None => None,
-    };
-    let day = match parts.next() {
-        Some(d) => Some(d.parse::<u8>().ok()?),
-        None => None,
-    };
-    if month.is_some_and(|m| !(1..=12).contains(&m)) || day.is_some_and(|d| !(1..=31).contains(&d))
-    {
-        return None;
-    }
-    Some(DateParts {
-        year: Some(year),
-        month,
-        day,
-        ..Default::default()
-    })
-}
-
-fn format_date(parts: &DateParts, format: &str) -> Option<String> {
-    let mut out = String::new();
-    for token in tokens(format)? {
-        match token {
-            Token::Year4 => write!(out, "{:04}", parts.year?).ok()?,
-            Token::Year2 => write!(out, "{:02}", parts.year?.rem_euclid(100)).ok()?,
-            Token::Month => write!(out, "{:02}", parts.month?).ok()?,
-            Token::Day => write!(out, "{:02}", parts.day?).ok()?,
-            Token::Hour => write!(out, "{:02}", parts.hour?).ok()?,
-            Token::Minute => write!(out, "{:02}", parts.minute?).ok()?,
-            Token::Second => write!(out, "{:02}", parts.second?).ok()?,
-            Token::Char(c) => out.push(c),
-        }
-    }
-    Some(out)
-}
-
 fn value(
     p: &Placeholder,
     data: &ContextData,
@@ -506,7 +396,7 @@ fn value(
                 })
             })
         }
-        Field::StudyUid => study_uid_of(study()?).ok_or_else(missing),
+        Field::StudyUid => study_uid(study()?).map(str::to_owned).ok_or_else(missing),
         Field::StudyId => text(study()?.get("id")),
         Field::StudyModality => text(
             study()?
@@ -537,75 +427,6 @@ fn value(
             format_date(&parts, p.format.as_deref().unwrap_or("yyyyMMddHHmmss")).ok_or_else(missing)
         }
     }
-}
-
-/// Appends `value` escaped for `escape`; `at_start` says the value begins the rendered text.
-fn escape_into(
-    out: &mut String,
-    value: &str,
-    escape: Escape,
-    at_start: bool,
-) -> Result<(), &'static str> {
-    let controls = |allowed: &[char]| {
-        value
-            .chars()
-            .any(|c| c.is_control() && !allowed.contains(&c))
-    };
-    match escape {
-        Escape::UrlComponent => {
-            for byte in value.bytes() {
-                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                    out.push(byte as char);
-                } else {
-                    let _ = write!(out, "%{byte:02X}");
-                }
-            }
-        }
-        Escape::Argument => {
-            if controls(&[]) {
-                return Err("control characters cannot go into an argument");
-            }
-            if at_start && value.starts_with('-') {
-                return Err("a value starting with `-` would read as an option");
-            }
-            out.push_str(value);
-        }
-        Escape::Json => {
-            let quoted = serde_json::to_string(value).unwrap_or_default();
-            out.push_str(&quoted[1..quoted.len().saturating_sub(1)]);
-        }
-        Escape::Xml => {
-            if controls(&['\t', '\n', '\r']) {
-                return Err("XML cannot carry this control character");
-            }
-            for c in value.chars() {
-                match c {
-                    '&' => out.push_str("&amp;"),
-                    '<' => out.push_str("&lt;"),
-                    '>' => out.push_str("&gt;"),
-                    '"' => out.push_str("&quot;"),
-                    '\'' => out.push_str("&apos;"),
-                    c => out.push(c),
-                }
-            }
-        }
-        Escape::Line => {
-            if controls(&['\t']) {
-                return Err("a line break or control character would split the line");
-            }
-            out.push_str(value);
-        }
-        Escape::FileName => {
-            if controls(&[])
-                || value.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|'])
-                || value.starts_with('.')
-            {
-                return Err("not allowed in a file name");
-            }
-            out.push_str(value);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

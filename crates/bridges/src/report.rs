@@ -1,0 +1,101 @@
+//! What a bridge tells the outside: its link state on the board (for the UI and the links) and
+//! its reports (for the audit trail).
+
+use lockstep_hub::LinkState;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What a bridge reports, besides its link state on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeReport {
+    /// Its link state became this.
+    Link(LinkState),
+    /// It launched its app or wrote a file for it.
+    Acted,
+    /// It refused something: a file, an identifier, a context it cannot render.
+    Rejected,
+}
+
+/// One report of one bridge, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub topic: Arc<str>,
+    pub bridge: String,
+    pub kind: BridgeReport,
+    /// Plain words; may name a patient, so it stays out of info-level logs.
+    pub detail: String,
+}
+
+/// Where the bridges' reports go (the agent's audit trail). Called on the bridge's task, in
+/// the order the reports happen: it must only queue, never wait.
+pub type Reporter = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// One bridge as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeStatus {
+    pub name: String,
+    /// `launch` or `folder`.
+    pub kind: &'static str,
+    pub state: LinkState,
+    /// Why, in plain words (never a patient identifier).
+    pub detail: String,
+}
+
+/// The link states of every bridge, shared by the supervisor and the bridges' sessions.
+#[derive(Clone)]
+pub(crate) struct Board {
+    tx: Arc<watch::Sender<Vec<BridgeStatus>>>,
+}
+
+impl Board {
+    pub(crate) fn new() -> Self {
+        Board {
+            tx: Arc::new(watch::channel(Vec::new()).0),
+        }
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<BridgeStatus> {
+        self.tx.borrow().clone()
+    }
+
+    pub(crate) fn watch(&self) -> watch::Receiver<Vec<BridgeStatus>> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn add(&self, name: &str, kind: &'static str, state: LinkState, detail: &str) {
+        self.tx.send_modify(|all| {
+            all.retain(|s| s.name != name);
+            all.push(BridgeStatus {
+                name: name.to_owned(),
+                kind,
+                state,
+                detail: detail.to_owned(),
+            });
+        });
+    }
+
+    /// Updates a bridge's state; true when the state itself changed.
+    pub(crate) fn set(&self, name: &str, state: LinkState, detail: &str) -> bool {
+        let mut changed = false;
+        self.tx.send_if_modified(|all| {
+            let Some(status) = all.iter_mut().find(|s| s.name == name) else {
+                return false;
+            };
+            changed = status.state != state;
+            let modified = changed || status.detail != detail;
+            status.state = state;
+            status.detail = detail.to_owned();
+            modified
+        });
+        changed
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.tx.send_if_modified(|all| {
+            let before = all.len();
+            all.retain(|s| s.name != name);
+            all.len() != before
+        });
+    }
+}

@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 pub mod folder;
 pub mod launch;
+mod legacy;
 pub mod mapping;
 pub mod message;
 mod problem;

@@ -2,12 +2,11 @@
 //! archived, deleted or rejected (moved to the error folder with a `.reason.txt`, a log line and
 //! an audit row). Nothing in a file can crash the bridge.
 
-use super::context::{build, fhir_date};
 use super::files::{copy_into, look_of_meta, move_into};
 use super::incoming::{AfterRead, Duplicates, IdField, Incoming, Rule, Rules};
 use super::outcome::{Handled, Rejection};
-use super::patient::{Current, Said};
 use super::ready::Look;
+use crate::legacy::{Current, Said, build};
 use crate::mapping::{IdKind, IdentifierMapping};
 use crate::message::{FieldError, Message, ParseError};
 use crate::session::Session;
@@ -343,4 +342,21 @@ impl Inbox {
             format!("file {name} rejected: {}; {where_to}", rejection.audit()),
         );
     }
+}
+
+/// `YYYYMMDD` or `YYYY-MM-DD` as a FHIR date.
+fn fhir_date(text: &str) -> Result<String, Rejection> {
+    let digits: String = text.chars().filter(|c| *c != '-').collect();
+    let valid = digits.len() == 8 && digits.chars().all(|c| c.is_ascii_digit());
+    if !valid {
+        return Err(Rejection::Field(
+            "the birth date is not YYYYMMDD or YYYY-MM-DD".into(),
+        ));
+    }
+    Ok(format!(
+        "{}-{}-{}",
+        &digits[..4],
+        &digits[4..6],
+        &digits[6..]
+    ))
 }

@@ -8,19 +8,17 @@
 //! A file cut short (a partial write) is the exception: it stays where it is, a copy and the
 //! reason go to the error folder, and it is read again once its writer finishes it. A file
 //! naming another patient than the current context raises a SyncError and changes nothing,
-//! unless its rule explicitly allows a patient change ([`patient`]'s decision).
+//! unless its rule explicitly allows a patient change (the patient rule in [`crate::legacy`]).
 //!
 //! The loop is in [`run`](mod@run), the out side in [`writer`], the in side in [`inbox`] (with
-//! [`files`] for moving files aside), the request a file becomes in [`context`]; what validation builds is in [`incoming`] and
+//! [`files`] for moving files aside), the request a file becomes in [`crate::legacy`]; what validation builds is in [`incoming`] and
 //! [`writer`]'s [`Outgoing`].
 
 mod bridge;
-mod context;
 mod files;
 mod inbox;
 mod incoming;
 mod outcome;
-mod patient;
 mod ready;
 mod run;
 mod writer;

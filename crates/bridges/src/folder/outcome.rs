@@ -60,6 +60,15 @@ impl Rejection {
     }
 }
 
+impl From<crate::legacy::NotBuilt> for Rejection {
+    fn from(not_built: crate::legacy::NotBuilt) -> Self {
+        match not_built {
+            crate::legacy::NotBuilt::OtherPatient(detail) => Rejection::OtherPatient(detail),
+            crate::legacy::NotBuilt::Unresolvable(why) => Rejection::Unresolvable(why),
+        }
+    }
+}
+
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {

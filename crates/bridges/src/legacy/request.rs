@@ -1,13 +1,22 @@
-//! The request a file becomes: its FHIR resources (Patient, ImagingStudy, DiagnosticReport)
-//! built from what the message said, or kept from the current context where the patient rule
-//! ties the file to it.
+//! The request a legacy app's message becomes: its FHIR resources (Patient, ImagingStudy,
+//! DiagnosticReport) built from what the message said, or kept from the current context where
+//! the patient rule ties the message to it.
 
-use super::outcome::Rejection;
 use super::patient::{self, Current, Decision, Refusal, Said};
 use crate::mapping::{DICOM_UID_SYSTEM, IdKind, Mapped, study_uid_identifier};
 use lockstep_fhircast::{EventKind, EventSpec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// Why a message did not become a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotBuilt {
+    /// It names another patient than the current context (the detail may name the MRN: for
+    /// the audit only).
+    OtherPatient(String),
+    /// It does not say enough to build the request.
+    Unresolvable(String),
+}
 
 /// Builds the context of the request, refusing rather than guessing the patient.
 pub(crate) fn build(
@@ -15,7 +24,7 @@ pub(crate) fn build(
     said: &Said,
     current: &Current,
     allow_patient_change: bool,
-) -> Result<Value, Rejection> {
+) -> Result<Value, NotBuilt> {
     let decision = patient::decide(said, current, allow_patient_change);
     let current_study = decision.current_study();
     let patient = match decision {
@@ -30,7 +39,7 @@ pub(crate) fn build(
         .to_owned();
     let subject = json!({ "reference": format!("Patient/{patient_id}") });
 
-    let study = || -> Result<Value, Rejection> {
+    let study = || -> Result<Value, NotBuilt> {
         if current_study && let Some(s) = &current.study {
             return Ok(s.clone());
         }
@@ -39,8 +48,8 @@ pub(crate) fn build(
             (Some(a), _) => derived_id("study", &a.system, &a.value),
             (None, Some(uid)) => derived_id("study", DICOM_UID_SYSTEM, uid),
             (None, None) => {
-                return Err(Rejection::Unresolvable(
-                    "the file names no accession or Study Instance UID".into(),
+                return Err(NotBuilt::Unresolvable(
+                    "the message names no accession or Study Instance UID".into(),
                 ));
             }
         };
@@ -58,12 +67,12 @@ pub(crate) fn build(
             "identifier": identifiers,
         }))
     };
-    let report = || -> Result<Value, Rejection> {
+    let report = || -> Result<Value, NotBuilt> {
         if current_study && let Some(r) = &current.report {
             return Ok(r.clone());
         }
         let a = said.accession.as_ref().ok_or_else(|| {
-            Rejection::Unresolvable("a report needs the accession of its order".into())
+            NotBuilt::Unresolvable("a report needs the accession of its order".into())
         })?;
         Ok(json!({
             "resourceType": "DiagnosticReport",
@@ -115,8 +124,8 @@ pub(crate) fn build(
             context
         }
         _ => {
-            return Err(Rejection::Unresolvable(format!(
-                "`{}` cannot be requested from a file",
+            return Err(NotBuilt::Unresolvable(format!(
+                "`{}` cannot be requested from a legacy message",
                 event.name
             )));
         }
@@ -124,7 +133,7 @@ pub(crate) fn build(
     Ok(Value::Array(context))
 }
 
-/// The Patient a file names by MRN (with the names and birth date it gives, for identity
+/// The Patient a message names by MRN (with the names and birth date it gives, for identity
 /// verification).
 fn named_patient(m: &Mapped, said: &Said) -> Value {
     let mut patient = json!({
@@ -149,35 +158,21 @@ fn named_patient(m: &Mapped, said: &Said) -> Value {
 }
 
 /// The rejection for a refusal of the patient rule; the detail (audit only) may name the MRN.
-fn refused(refusal: Refusal<'_>) -> Rejection {
+fn refused(refusal: Refusal<'_>) -> NotBuilt {
     match refusal {
         Refusal::OtherPatient { mrn } | Refusal::CurrentStudyOtherPatient { mrn } => {
-            Rejection::OtherPatient(format!("the file names MRN {} ({})", mrn.value, mrn.system))
+            NotBuilt::OtherPatient(format!(
+                "the message names MRN {} ({})",
+                mrn.value, mrn.system
+            ))
         }
-        Refusal::OtherStudyNoMrn => Rejection::OtherPatient(
-            "the file names a study that is not the current one and no patient".into(),
+        Refusal::OtherStudyNoMrn => NotBuilt::OtherPatient(
+            "the message names a study that is not the current one and no patient".into(),
         ),
-        Refusal::NoPatient => Rejection::Unresolvable(
-            "the file names no patient, and there is no current patient to take it from".into(),
+        Refusal::NoPatient => NotBuilt::Unresolvable(
+            "the message names no patient, and there is no current patient to take it from".into(),
         ),
     }
-}
-
-/// `YYYYMMDD` or `YYYY-MM-DD` as a FHIR date.
-pub(crate) fn fhir_date(text: &str) -> Result<String, Rejection> {
-    let digits: String = text.chars().filter(|c| *c != '-').collect();
-    let valid = digits.len() == 8 && digits.chars().all(|c| c.is_ascii_digit());
-    if !valid {
-        return Err(Rejection::Field(
-            "the birth date is not YYYYMMDD or YYYY-MM-DD".into(),
-        ));
-    }
-    Ok(format!(
-        "{}-{}-{}",
-        &digits[..4],
-        &digits[4..6],
-        &digits[6..]
-    ))
 }
 
 /// A stable logical id for a resource first seen in a legacy message: the same identifier
@@ -208,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_become_rejections_that_name_the_mrn_only_for_the_audit() {
+    fn refusals_name_the_mrn_only_in_their_detail() {
         let open = EventSpec::lookup("Patient-open").unwrap();
         let other = Said {
             mrn: Some(mrn("M2")),
@@ -217,16 +212,15 @@ mod tests {
         let err = build(open, &other, &current_patient(), false).unwrap_err();
         assert_eq!(
             err,
-            Rejection::OtherPatient("the file names MRN M2 (urn:oid:1.2.3)".into())
+            NotBuilt::OtherPatient("the message names MRN M2 (urn:oid:1.2.3)".into())
         );
-        assert!(!err.summary().contains("M2"));
         let nobody = Said {
             uid: Some("1.2.840.1".into()),
             ..Said::default()
         };
         assert!(matches!(
             build(open, &nobody, &Current::default(), true),
-            Err(Rejection::Unresolvable(_))
+            Err(NotBuilt::Unresolvable(_))
         ));
     }
 

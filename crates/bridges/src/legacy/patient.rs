@@ -1,11 +1,11 @@
-//! The patient rule: whether a file an app dropped may name the patient of a request, and which
+//! The patient rule: whether a message a legacy app sent (a message dropped, a CCOW commit) may name the patient of a request, and which
 //! patient. Pure: what the message said, what is current and the rule's setting in; a decision
 //! out.
 //!
-//! It refuses rather than guesses. A file is tied to the current patient by its MRN (same mapped
+//! It refuses rather than guesses. A message is tied to the current patient by its MRN (same mapped
 //! system, same value), or, when it names no MRN, only by the current study (its accession in the
 //! same system, or its Study Instance UID). Another patient is refused unless the rule allows a
-//! patient change, and always when the file also names the current study.
+//! patient change, and always when the message also names the current study.
 
 use crate::mapping::Mapped;
 use lockstep_fhircast::identifier::{IdentifierRef, based_on_identifiers, identifiers, study_uid};
@@ -52,21 +52,21 @@ impl Current {
     }
 }
 
-/// What the rule decided about a file's patient.
+/// What the rule decided about a message's patient.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Decision<'a> {
-    /// The file's patient is the current one: the request keeps the current Patient.
+    /// The message's patient is the current one: the request keeps the current Patient.
     Current {
         patient: &'a Value,
-        /// The file names the current study (whose resources the request keeps).
+        /// The message names the current study (whose resources the request keeps).
         current_study: bool,
     },
-    /// There is no current patient: the request names the patient the file names by MRN.
+    /// There is no current patient: the request names the patient the message names by MRN.
     Named {
         mrn: &'a Mapped,
         current_study: bool,
     },
-    /// The file names another patient by MRN, not with the current study, and its rule allows
+    /// The message names another patient by MRN, not with the current study, and its rule allows
     /// a patient change.
     Switch {
         mrn: &'a Mapped,
@@ -74,15 +74,15 @@ pub(crate) enum Decision<'a> {
     Refuse(Refusal<'a>),
 }
 
-/// Why the rule refused a file.
+/// Why the rule refused a message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Refusal<'a> {
     /// The MRN is another patient's, and the rule does not allow a patient change.
     OtherPatient { mrn: &'a Mapped },
-    /// The file names the current study with another patient's MRN: a contradiction no rule
+    /// The message names the current study with another patient's MRN: a contradiction no rule
     /// can allow.
     CurrentStudyOtherPatient { mrn: &'a Mapped },
-    /// No MRN, and the study is not the current one: nothing ties the file to the current
+    /// No MRN, and the study is not the current one: nothing ties the message to the current
     /// patient.
     OtherStudyNoMrn,
     /// No MRN, and no current patient to take one from.
@@ -284,7 +284,7 @@ mod tests {
         let a9 = Some((ACSN, "A9"));
         #[rustfmt::skip]
         let rows: Vec<(&str, Said, Current, bool, Expect)> = vec![
-            // (case, what the file says, what is current, allow_patient_change, decision)
+            // (case, what the message says, what is current, allow_patient_change, decision)
             ("same patient, same study by accession",
                 said(m1, a1, None), current_study_open(), false, SamePatient { current_study: true }),
             ("same patient, another study of theirs",

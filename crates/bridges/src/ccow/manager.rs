@@ -5,10 +5,20 @@
 //! One transaction at a time, as CCOW requires. A transaction whose instigator goes quiet does
 //! not hold the session: once it is older than the survey timeout, the next `start` drops it.
 
-use super::items::ItemName;
+use super::items::{ItemName, PATIENT};
 use super::wire::{CcowError, Exception};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// The subjects that belong to one patient: a new patient clears them.
+const PATIENT_DEPENDENTS: &[&str] = &[
+    "DICOMStudy",
+    "DICOMStudyComponent",
+    "DICOMSeries",
+    "DICOMInstance",
+    "Encounter",
+    "Observation",
+];
 
 /// A participant coupon or a context coupon: a decimal number on the wire.
 pub type Coupon = u64;
@@ -399,7 +409,9 @@ impl Manager {
 
     /// `ContextData.SetItemValues`. Setting any item of a subject replaces that subject: its
     /// other items from the current context are dropped, so an old MRN never rides along with
-    /// a new patient's name.
+    /// a new patient's name; and a new patient drops the subjects that depend on the patient
+    /// (the study, its series and instances, the encounter), so the old patient's study never
+    /// rides along with the new patient.
     pub fn set_items(
         &mut self,
         participant: Coupon,
@@ -413,18 +425,27 @@ impl Manager {
         let transaction = self.open_transaction(participant, context)?;
         for (name, _) in &parsed {
             let subject = name.subject.to_ascii_lowercase();
-            if !transaction.changed.contains(&subject) {
-                let stale: Vec<String> = transaction
-                    .proposed
-                    .names()
-                    .filter(|n| ItemName::parse(n).is_ok_and(|item| item.is_of(&name.subject)))
-                    .map(str::to_owned)
-                    .collect();
-                for stale in stale {
-                    transaction.proposed.remove(&stale);
-                }
-                transaction.changed.push(subject);
+            if transaction.changed.contains(&subject) {
+                continue;
             }
+            let replaced = |item: &ItemName| {
+                item.is_of(&name.subject)
+                    || (name.is_of(PATIENT)
+                        && PATIENT_DEPENDENTS.iter().any(|d| item.is_of(d))
+                        && !parsed
+                            .iter()
+                            .any(|(written, _)| written.is_of(&item.subject)))
+            };
+            let stale: Vec<String> = transaction
+                .proposed
+                .names()
+                .filter(|n| ItemName::parse(n).is_ok_and(|item| replaced(&item)))
+                .map(str::to_owned)
+                .collect();
+            for stale in stale {
+                transaction.proposed.remove(&stale);
+            }
+            transaction.changed.push(subject);
         }
         for (name, value) in parsed {
             transaction.proposed.set(&name.raw, value);
@@ -643,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_patient_replaces_the_whole_subject() {
+    fn a_new_patient_replaces_the_subject_and_what_depends_on_it() {
         let (mut m, ris, ..) = session();
         let now = Instant::now();
         let first = m.start(ris, now).unwrap();
@@ -654,6 +675,7 @@ mod tests {
                 ("Patient.Id.MRN.GENHOSP", "1"),
                 ("Patient.Co.PatientName", "DOE^JANE"),
                 ("DICOMStudy.Id.InstanceUID", "1.2.3"),
+                ("User.Id.Logon.Windows", "jane"),
             ]),
         )
         .unwrap();
@@ -671,9 +693,34 @@ mod tests {
         );
         assert_eq!(
             proposed.get("DICOMStudy.Id.InstanceUID"),
-            Some("1.2.3"),
-            "an unchanged subject is back-filled"
+            None,
+            "nor the old patient's study"
         );
+        assert_eq!(
+            proposed.get("User.Id.Logon.Windows"),
+            Some("jane"),
+            "a subject of its own is back-filled"
+        );
+        // A new study of the same patient keeps the patient.
+        m.end(ris, second).unwrap();
+        m.decide(ris, second, true).unwrap();
+        let third = m.start(ris, now).unwrap();
+        m.set_items(ris, third, &items(&[("DICOMStudy.Id.InstanceUID", "9.9")]))
+            .unwrap();
+        let proposed = m.items(third).unwrap();
+        assert_eq!(proposed.get("Patient.Id.MRN.GENHOSP"), Some("2"));
+        assert_eq!(proposed.get("DICOMStudy.Id.InstanceUID"), Some("9.9"));
+        // A new patient written with its study keeps that study.
+        m.end(ris, third).unwrap();
+        m.decide(ris, third, true).unwrap();
+        let fourth = m.start(ris, now).unwrap();
+        let both = items(&[
+            ("Patient.Id.MRN.GENHOSP", "3"),
+            ("DICOMStudy.Id.InstanceUID", "3.3"),
+        ]);
+        m.set_items(ris, fourth, &both).unwrap();
+        let proposed = m.items(fourth).unwrap();
+        assert_eq!(proposed.get("DICOMStudy.Id.InstanceUID"), Some("3.3"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Patient and DICOMStudy items ([`items`]), the context manager's state ([`manager`]), and
 //! the manager served on loopback ([`server`]).
 
+pub mod follow;
 pub mod items;
 pub mod manager;
 pub mod server;

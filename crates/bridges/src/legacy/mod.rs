@@ -6,5 +6,5 @@
 pub(crate) mod patient;
 pub(crate) mod request;
 
-pub(crate) use patient::{Current, Said};
+pub(crate) use patient::{Current, Said, contradiction, is_patient};
 pub(crate) use request::{NotBuilt, build};

@@ -148,6 +148,40 @@ fn is_current_study(said: &Said, current: &Current) -> bool {
     by_accession || by_uid
 }
 
+/// What contradicts the current Patient in a message that names it by its MRN: another family
+/// name or another birth date (two patients under one MRN, or a mistyped one). Only what both
+/// give is compared; names case-insensitively.
+pub(crate) fn contradiction(said: &Said, patient: &Value) -> Option<&'static str> {
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+    let family = text(
+        patient
+            .get("name")
+            .and_then(|n| n.get(0))
+            .and_then(|n| n.get("family")),
+    );
+    if let (Some(said), Some(current)) = (said.family.as_deref(), family)
+        && !said.trim().eq_ignore_ascii_case(current)
+    {
+        return Some("another family name than the current patient of the same MRN");
+    }
+    if let (Some(said), Some(current)) =
+        (said.birth_date.as_deref(), text(patient.get("birthDate")))
+        && said.trim() != current
+    {
+        return Some("another birth date than the current patient of the same MRN");
+    }
+    None
+}
+
+/// Whether `patient` carries the identifier `mrn`.
+pub(crate) fn is_patient(patient: &Value, mrn: &Mapped) -> bool {
+    names(identifiers(patient), mrn)
+}
+
 /// Whether any of `ids` is `m` (its system exactly, its value trimmed).
 fn names<'a>(mut ids: impl Iterator<Item = IdentifierRef<'a>>, m: &Mapped) -> bool {
     ids.any(|i| i.is_in(&m.system) && i.value() == Some(m.value.as_str()))
@@ -177,6 +211,40 @@ mod tests {
             uid: uid.map(str::to_owned),
             ..Said::default()
         }
+    }
+
+    #[test]
+    fn a_name_or_birth_date_that_contradicts_the_current_patient_is_named() {
+        let patient =
+            json!({"name": [{"family": "Doe", "given": ["Jane"]}], "birthDate": "1970-01-02"});
+        let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+            (Some("DOE"), Some("1970-01-02"), false),
+            (None, None, false),
+            (Some("Roe"), None, true),
+            (None, Some("1970-01-03"), true),
+        ];
+        for (family, birth_date, contradicts) in cases {
+            let said = Said {
+                family: family.map(str::to_owned),
+                birth_date: birth_date.map(str::to_owned),
+                ..Said::default()
+            };
+            assert_eq!(
+                contradiction(&said, &patient).is_some(),
+                *contradicts,
+                "{family:?} {birth_date:?}"
+            );
+        }
+        let unnamed = json!({"id": "p1"});
+        let said = Said {
+            family: Some("Roe".into()),
+            ..Said::default()
+        };
+        assert_eq!(
+            contradiction(&said, &unnamed),
+            None,
+            "nothing to compare with"
+        );
     }
 
     /// The current context: patient M1 (written ` M1 `), study A1 with UID 1.2.840.1.

@@ -56,7 +56,7 @@ impl IdKind {
         }
     }
 
-    fn config_key(self) -> &'static str {
+    pub(crate) fn config_key(self) -> &'static str {
         match self {
             IdKind::Mrn => "mrn",
             IdKind::Accession => "accession",

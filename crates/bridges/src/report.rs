@@ -40,6 +40,17 @@ pub struct BridgeStatus {
     pub state: LinkState,
     /// Why, in plain words (never a patient identifier).
     pub detail: String,
+    /// The applications it brings into the session, each with its own link state (a CCOW
+    /// bridge's participants); none for a bridge that stands for one app.
+    pub apps: Vec<AppStatus>,
+}
+
+/// An application a bridge brings into the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub state: LinkState,
+    pub detail: String,
 }
 
 /// The link states of every bridge, shared by the supervisor and the bridges' sessions.
@@ -71,7 +82,45 @@ impl Board {
                 kind,
                 state,
                 detail: detail.to_owned(),
+                apps: Vec::new(),
             });
+        });
+    }
+
+    /// Sets (adding it if new) the link state of an application bridge `bridge` brings in.
+    pub(crate) fn set_app(&self, bridge: &str, app: &str, state: LinkState, detail: &str) {
+        self.tx.send_if_modified(|all| {
+            let Some(status) = all.iter_mut().find(|s| s.name == bridge) else {
+                return false;
+            };
+            let new = AppStatus {
+                name: app.to_owned(),
+                state,
+                detail: detail.to_owned(),
+            };
+            match status.apps.iter_mut().find(|a| a.name == app) {
+                Some(known) if *known == new => false,
+                Some(known) => {
+                    *known = new;
+                    true
+                }
+                None => {
+                    status.apps.push(new);
+                    true
+                }
+            }
+        });
+    }
+
+    /// Removes an application from bridge `bridge`'s list.
+    pub(crate) fn remove_app(&self, bridge: &str, app: &str) {
+        self.tx.send_if_modified(|all| {
+            let Some(status) = all.iter_mut().find(|s| s.name == bridge) else {
+                return false;
+            };
+            let before = status.apps.len();
+            status.apps.retain(|a| a.name != app);
+            status.apps.len() != before
         });
     }
 

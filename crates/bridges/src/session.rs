@@ -100,6 +100,21 @@ impl Session {
         }
     }
 
+    /// Sets the link state of an application this bridge brings in (a CCOW participant); a
+    /// change is logged. `detail` must not name a patient.
+    pub fn set_app_state(&self, app: &str, state: LinkState, detail: impl Into<String>) {
+        let detail = detail.into();
+        tracing::info!(bridge = %self.inner.name, "{app}: link {}: {detail}", state.name());
+        self.inner
+            .board
+            .set_app(&self.inner.name, app, state, &detail);
+    }
+
+    /// Takes an application this bridge brought in off its list.
+    pub fn remove_app(&self, app: &str) {
+        self.inner.board.remove_app(&self.inner.name, app);
+    }
+
     /// Records that the bridge launched its app or wrote its file.
     pub fn acted(&self, detail: impl Into<String>) {
         self.emit(BridgeReport::Acted, detail.into());
@@ -134,11 +149,25 @@ impl Session {
 
     /// Validates and publishes a request as this bridge.
     pub fn publish(&self, request: &Value) -> Result<(), BridgeError> {
+        self.publish_with(request, &self.inner.grant)
+    }
+
+    /// Publishes a request on behalf of an application this bridge brings in: history names
+    /// `app` (as `app (via <bridge>)`) as the requester.
+    pub fn publish_for(&self, request: &Value, app: &str) -> Result<(), BridgeError> {
+        let grant = TokenGrant {
+            client_name: format!("{app} (via {})", self.inner.name),
+            ..self.inner.grant.clone()
+        };
+        self.publish_with(request, &grant)
+    }
+
+    fn publish_with(&self, request: &Value, grant: &TokenGrant) -> Result<(), BridgeError> {
         let change = ContextChange::parse(request.to_string().as_bytes())
             .map_err(|e| BridgeError::Publish(e.to_string()))?;
         self.inner
             .engine
-            .publish(&self.inner.grant, change)
+            .publish(grant, change)
             .map_err(|e| BridgeError::Publish(e.to_string()))
     }
 

@@ -5,7 +5,7 @@ use crate::config::{Ready, ValidBridge, ValidBridges};
 use crate::error::BridgeError;
 use crate::report::{Board, BridgeStatus, Reporter};
 use crate::session::Session;
-use crate::{folder, launch};
+use crate::{ccow, folder, launch};
 use lockstep_fhircast::EventSpec;
 use lockstep_hub::{Engine, LinkState};
 use parking_lot::Mutex;
@@ -198,6 +198,13 @@ fn events_of(bridge: &ValidBridge) -> (Vec<&'static EventSpec>, Vec<&'static Eve
                 .unwrap_or_default();
             (read, write)
         }
+        Ready::Ccow(_) => {
+            let both = crate::ccow::EVENTS
+                .iter()
+                .filter_map(|name| EventSpec::lookup(name))
+                .collect::<Vec<_>>();
+            (both.clone(), both)
+        }
     }
 }
 
@@ -254,5 +261,6 @@ async fn run_bridge(
     match config.ready() {
         Ready::Launch(launcher) => launch::run(launcher.clone(), session, stop).await,
         Ready::Folder(folder) => folder::run(folder.clone(), session, stop).await,
+        Ready::Ccow(ccow) => ccow::run(ccow.clone(), session, stop).await,
     }
 }

@@ -2,82 +2,16 @@
 //! participants written as test programs, each with a real callback server that answers the
 //! survey as it is told to and records what it was sent.
 
-use axum::Router;
-use axum::extract::{Query, State};
+mod common;
+
+use common::ccow::{Answers, CcowClient, SURVEY_TIMEOUT, participant};
 use lockstep_bridges::ccow::manager::{Context, Items, Participant};
 use lockstep_bridges::ccow::server::{
     ManagerServer, ParticipantEvent, ServerSettings, SessionSide,
 };
-use lockstep_bridges::ccow::wire::{Args, read_reply};
-use std::collections::HashMap;
+use lockstep_bridges::ccow::wire::read_reply;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const SURVEY_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// How a test participant answers `ContextChangesPending`.
-#[derive(Clone, Copy)]
-enum Answers {
-    Accept,
-    /// The spec's spelling.
-    ConditionallyAccept,
-    /// The Caradigm SDK's spelling.
-    AcceptConditional,
-    /// Past the survey timeout.
-    Silent,
-    /// HTTP 500.
-    Fails,
-}
-
-#[derive(Clone)]
-struct ParticipantApp {
-    answers: Answers,
-    /// Every callback method it received, in order.
-    heard: Arc<Mutex<Vec<String>>>,
-}
-
-async fn callback(
-    State(app): State<ParticipantApp>,
-    Query(query): Query<HashMap<String, String>>,
-) -> (axum::http::StatusCode, String) {
-    let method = query.get("method").cloned().unwrap_or_default();
-    app.heard.lock().unwrap().push(method.clone());
-    if method != "ContextChangesPending" {
-        return (axum::http::StatusCode::OK, String::new());
-    }
-    match app.answers {
-        Answers::Accept => (axum::http::StatusCode::OK, "decision=accept&reason=".into()),
-        Answers::ConditionallyAccept => (
-            axum::http::StatusCode::OK,
-            "decision=conditionally_accept&reason=Unsaved+report".into(),
-        ),
-        Answers::AcceptConditional => (
-            axum::http::StatusCode::OK,
-            "decision=accept_conditional&reason=Order+open".into(),
-        ),
-        Answers::Silent => {
-            tokio::time::sleep(SURVEY_TIMEOUT * 4).await;
-            (axum::http::StatusCode::OK, "decision=accept".into())
-        }
-        Answers::Fails => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom".into()),
-    }
-}
-
-/// A participant's callback server; returns its URL and what it hears.
-async fn participant(answers: Answers) -> (String, Arc<Mutex<Vec<String>>>) {
-    let heard = Arc::new(Mutex::new(Vec::new()));
-    let app = ParticipantApp {
-        answers,
-        heard: heard.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/cp", listener.local_addr().unwrap());
-    let router = Router::new()
-        .route("/cp", axum::routing::get(callback))
-        .with_state(app);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, heard)
-}
 
 /// The FHIRcast session's side, recorded; it dissents while `refuse` is set.
 #[derive(Default)]
@@ -109,9 +43,15 @@ impl SessionSide for Session {
 }
 
 struct Manager {
-    base: String,
-    http: reqwest::Client,
+    client: CcowClient,
     session: Arc<Session>,
+}
+
+impl std::ops::Deref for Manager {
+    type Target = CcowClient;
+    fn deref(&self) -> &CcowClient {
+        &self.client
+    }
 }
 
 impl Manager {
@@ -129,100 +69,9 @@ impl Manager {
         );
         tokio::spawn(server.serve(listener, std::future::pending()));
         Manager {
-            base,
-            http: reqwest::Client::new(),
+            client: CcowClient::new(&base),
             session,
         }
-    }
-
-    /// A call in the query-string form (the common GET); `Err` is the exception it names.
-    async fn get(
-        &self,
-        interface: &str,
-        method: &str,
-        args: &[(&str, &str)],
-    ) -> Result<Args, String> {
-        let mut query = vec![("interface", interface), ("method", method)];
-        query.extend_from_slice(args);
-        let response = self
-            .http
-            .get(format!("{}/", self.base))
-            .query(&query)
-            .send()
-            .await
-            .unwrap();
-        // Exceptions are answered at 200, as deployed clients read them.
-        assert_eq!(response.status(), 200);
-        let body = response.bytes().await.unwrap();
-        read_reply(&body).map_err(|e| e.exception.name().to_owned())
-    }
-
-    async fn join(&self, name: &str, url: &str) -> String {
-        let reply = self
-            .get(
-                "ContextManager",
-                "JoinCommonContext",
-                &[
-                    ("applicationName", name),
-                    ("contextParticipant", url),
-                    ("survey", "true"),
-                    ("wait", "true"),
-                ],
-            )
-            .await
-            .unwrap();
-        reply.get("participantCoupon").unwrap().to_owned()
-    }
-
-    /// Starts, sets and ends a change as `participant`; the context coupon and the survey's
-    /// `noContinue` and `responses`.
-    async fn change(&self, participant: &str, names: &str, values: &str) -> (String, bool, String) {
-        let tx = self
-            .get(
-                "ContextManager",
-                "StartContextChanges",
-                &[("participantCoupon", participant)],
-            )
-            .await
-            .unwrap();
-        let tx = tx.get("contextCoupon").unwrap().to_owned();
-        self.get(
-            "ContextData",
-            "SetItemValues",
-            &[
-                ("participantCoupon", participant),
-                ("contextCoupon", &tx),
-                ("itemNames", names),
-                ("itemValues", values),
-            ],
-        )
-        .await
-        .unwrap();
-        let ended = self
-            .get(
-                "ContextManager",
-                "EndContextChanges",
-                &[("participantCoupon", participant), ("contextCoupon", &tx)],
-            )
-            .await
-            .unwrap();
-        let no_continue = ended.get("noContinue").unwrap() == "true";
-        let responses = ended.get("responses").unwrap_or_default().to_owned();
-        (tx, no_continue, responses)
-    }
-
-    async fn decide(&self, participant: &str, tx: &str, decision: &str) {
-        self.get(
-            "ContextManager",
-            "PublishChangesDecision",
-            &[
-                ("participantCoupon", participant),
-                ("contextCoupon", tx),
-                ("decision", decision),
-            ],
-        )
-        .await
-        .unwrap();
     }
 }
 

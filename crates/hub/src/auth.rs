@@ -43,7 +43,7 @@ impl std::fmt::Debug for ClientRegistration {
 }
 
 /// What a valid access token stands for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TokenGrant {
     pub client_id: String,
     pub client_name: String,

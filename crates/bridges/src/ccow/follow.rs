@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 /// What a committed CCOW context asks of the session.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Follow {
+pub(crate) enum Follow {
     /// It changes nothing the session carries (another subject, or the same context).
     Nothing,
     Request {
@@ -26,7 +26,7 @@ pub enum Follow {
 
 /// The request a committed context asks for, or why it is refused (plain words, for the
 /// survey's reasons and the log: it names no patient).
-pub fn request_for(
+pub(crate) fn request_for(
     subjects: &Subjects,
     mapping: &IdentifierMapping,
     current: &Current,
@@ -159,7 +159,7 @@ fn is_current(context: &Value, current: &Current) -> bool {
 /// The Patient and DICOMStudy items that say what a FHIRcast context holds: the patient by
 /// every MRN whose system the mapping knows (its issuer as the suffix), the study by its UID
 /// and mapped accession. A close (or an event without a patient) clears the subjects.
-pub fn subjects_for(
+pub(crate) fn subjects_for(
     event: &EventSpec,
     context: &Value,
     mapping: &IdentifierMapping,

@@ -60,6 +60,8 @@ struct Shared {
     session: Arc<dyn SessionSide>,
     settings: ServerSettings,
     origin: String,
+    /// Lockstep's own seat, once it has instigated a change for the FHIRcast session.
+    own_seat: Mutex<Option<Coupon>>,
 }
 
 /// The context manager, served.
@@ -84,6 +86,7 @@ impl ManagerServer {
                 session,
                 settings,
                 origin,
+                own_seat: Mutex::new(None),
             }),
         }
     }
@@ -170,7 +173,7 @@ impl ManagerServer {
             }
             (Interface::ContextManager, Method::EndContextChanges) => {
                 let (participant, context) = coupons(args)?;
-                let result = self.end(participant, context).await?;
+                let result = self.end(participant, context, true).await?;
                 Ok(Reply::empty()
                     .with("noContinue", result.no_continue.to_string())
                     .with_list("responses", result.responses.iter().map(String::as_str)))
@@ -252,9 +255,53 @@ impl ManagerServer {
         }
     }
 
-    /// `EndContextChanges`: the session and every surveyed participant are asked at once,
-    /// each within the survey timeout.
-    async fn end(&self, participant: Coupon, context: Coupon) -> Result<SurveyResult, CcowError> {
+    /// A change the FHIRcast session made, carried to the CCOW applications: a transaction
+    /// under Lockstep's own seat, surveyed; accepted when nobody dissents, else cancelled, so
+    /// the CCOW applications never disagree among themselves. The survey's result says who
+    /// dissented and why.
+    pub async fn instigate(&self, items: &[(String, String)]) -> Result<SurveyResult, CcowError> {
+        let seat = self.own_seat()?;
+        let context = self.shared.manager.lock().start(seat, Instant::now())?;
+        let set = self.shared.manager.lock().set_items(seat, context, items);
+        if let Err(error) = set {
+            let _ = self.shared.manager.lock().undo(seat, context);
+            return Err(error);
+        }
+        let result = self.end(seat, context, false).await?;
+        let accept = result.responses.is_empty();
+        self.decide(seat, context, accept).await?;
+        Ok(result)
+    }
+
+    fn own_seat(&self) -> Result<Coupon, CcowError> {
+        let mut seat = self.shared.own_seat.lock();
+        if let Some(coupon) = *seat
+            && self.shared.manager.lock().participant(coupon).is_ok()
+        {
+            return Ok(coupon);
+        }
+        let coupon = self.shared.manager.lock().join(
+            &format!("{LOCKSTEP_APPLICATION}#"),
+            None,
+            false,
+            false,
+        )?;
+        *seat = Some(coupon);
+        Ok(coupon)
+    }
+
+    fn is_own_seat(&self, coupon: Coupon) -> bool {
+        *self.shared.own_seat.lock() == Some(coupon)
+    }
+
+    /// `EndContextChanges`: every surveyed participant is asked at once, each within the survey
+    /// timeout, and the session too unless the change is its own.
+    async fn end(
+        &self,
+        participant: Coupon,
+        context: Coupon,
+        ask_session: bool,
+    ) -> Result<SurveyResult, CcowError> {
         let shared = &self.shared;
         let (survey, proposed) = {
             let mut manager = shared.manager.lock();
@@ -271,7 +318,7 @@ impl ManagerServer {
             });
         }
         let mut answers: Vec<(Participant, Answer)> = Vec::new();
-        if let Err(why) = shared.session.survey(&proposed) {
+        if let Some(Err(why)) = ask_session.then(|| shared.session.survey(&proposed)) {
             let session = Participant {
                 coupon: 0,
                 application: "FHIRcast session".into(),
@@ -329,7 +376,9 @@ impl ManagerServer {
             let by = manager.participant(participant)?.app_name().to_owned();
             (manager.decide(participant, context, accept)?, by)
         };
-        if let Some(committed) = &decided.context {
+        if let Some(committed) = &decided.context
+            && !self.is_own_seat(participant)
+        {
             shared.session.committed(committed, &by);
         }
         let method = if accept {

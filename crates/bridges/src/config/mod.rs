@@ -6,6 +6,7 @@
 //! template or an unmapped placeholder is a configuration error at load time rather than a
 //! surprise on the first patient, and what runs is what was checked.
 
+mod ccow;
 mod common;
 mod folder;
 mod launch;
@@ -15,9 +16,11 @@ pub use crate::launch::AfterLaunch;
 pub use crate::message::FileFormat;
 pub use crate::problem::ConfigProblem;
 pub use crate::text::{LineEndings, TextEncoding};
+pub use ccow::{CcowConfig, CcowMode};
 pub use folder::{FolderConfig, FolderIn, FolderOut, InRule, SUPPORTED_IN_EVENTS};
 pub use launch::LaunchConfig;
 
+use crate::ccow::CcowBridge;
 use crate::folder::FolderBridge;
 use crate::launch::Launcher;
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,9 @@ pub struct BridgesConfig {
     pub launch: Vec<LaunchConfig>,
     /// `[[bridges.folder]]`: apps that exchange small files in a folder.
     pub folder: Vec<FolderConfig>,
+    /// `[bridges.ccow]`: the CCOW applications on the workstation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ccow: Option<CcowConfig>,
 }
 
 /// One bridge's configuration, of either kind.
@@ -38,6 +44,7 @@ pub struct BridgesConfig {
 pub enum BridgeConfig {
     Launch(LaunchConfig),
     Folder(FolderConfig),
+    Ccow(CcowConfig),
 }
 
 impl BridgeConfig {
@@ -45,6 +52,7 @@ impl BridgeConfig {
         match self {
             BridgeConfig::Launch(c) => &c.name,
             BridgeConfig::Folder(c) => &c.name,
+            BridgeConfig::Ccow(c) => &c.name,
         }
     }
 
@@ -52,6 +60,7 @@ impl BridgeConfig {
         match self {
             BridgeConfig::Launch(_) => "launch",
             BridgeConfig::Folder(_) => "folder",
+            BridgeConfig::Ccow(_) => "ccow",
         }
     }
 
@@ -59,6 +68,7 @@ impl BridgeConfig {
         match self {
             BridgeConfig::Launch(c) => c.enabled,
             BridgeConfig::Folder(c) => c.enabled,
+            BridgeConfig::Ccow(c) => c.enabled,
         }
     }
 }
@@ -85,6 +95,7 @@ pub struct ValidBridge {
 pub enum Ready {
     Launch(Arc<Launcher>),
     Folder(Arc<FolderBridge>),
+    Ccow(Arc<CcowBridge>),
 }
 
 impl ValidBridge {
@@ -131,6 +142,15 @@ impl BridgesConfig {
             bridges.push(ValidBridge {
                 config: BridgeConfig::Folder(folder.clone()),
                 ready: Ready::Folder(Arc::new(bridge)),
+            });
+        }
+        if let Some(ccow) = &self.ccow {
+            let at = "bridges.ccow";
+            check_name(&ccow.name, &mut names).map_err(|p| p.under(at))?;
+            let bridge = ccow.validate().map_err(|p| p.under(at))?;
+            bridges.push(ValidBridge {
+                config: BridgeConfig::Ccow(ccow.clone()),
+                ready: Ready::Ccow(Arc::new(bridge)),
             });
         }
         Ok(ValidBridges(bridges))

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+pub mod ccow;
 pub mod viewer;
 
 /// How long a test waits for something that should happen at once before it fails. A bound

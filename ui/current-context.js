@@ -79,6 +79,7 @@ function renderLinks(links) {
       // What the app calls itself, where site IT registered it under another name.
       if (link.ownName) head.append(el("span", "own-name", `“${link.ownName}”`));
       if (link.kind === "bridge") head.append(el("span", "kind", "bridge"));
+      if (link.via) head.append(el("span", "kind", `via ${link.via}`));
       head.append(el("span", "pill", link.stateLabel));
       item.append(head);
       if (link.detail) item.append(el("p", "link-detail", link.detail));

@@ -224,6 +224,8 @@ pub struct AppLink {
     pub name: String,
     /// What the app calls itself (`subscriber.name`), where that differs.
     pub own_name: Option<String>,
+    /// The bridge it joins through (`CCOW`), for an app that speaks no FHIRcast.
+    pub via: Option<String>,
     pub client_id: String,
     pub kind: LinkKind,
     /// For styling (`data-state`): the state's name, `following`, `refused`, ...
@@ -241,6 +243,7 @@ impl From<&LinkView> for AppLink {
         Self {
             name: link.name.clone(),
             own_name: link.own_name.clone(),
+            via: link.via.clone(),
             client_id: link.client_id.clone(),
             kind: link.kind,
             state: link.state,

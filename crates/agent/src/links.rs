@@ -25,6 +25,8 @@ pub struct LinkView {
     pub name: String,
     /// The name the app gave itself, where it differs from the registered one.
     pub own_name: Option<String>,
+    /// The bridge it joins the session through (a CCOW application's), if any.
+    pub via: Option<String>,
     pub client_id: String,
     pub kind: LinkKind,
     pub state: LinkState,
@@ -141,6 +143,7 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
         LinkView {
             name: info.registered_name.clone(),
             own_name: info.other_name().map(str::to_owned),
+            via: None,
             client_id: info.client_id.clone(),
             kind: LinkKind::App,
             state,
@@ -158,34 +161,60 @@ fn key_of(info: &SubscriberInfo) -> (String, String) {
 }
 
 /// The bridges, with the link states they report: they say more than their subscriptions
-/// would (a launch is `unconfirmed`, a refused file `refused`, a stopped bridge `off`). A
-/// bridge no longer configured leaves the list.
+/// would (a launch is `unconfirmed`, a refused file `refused`, a stopped bridge `off`). The
+/// applications a bridge brings in (a CCOW bridge's participants) are listed as apps of their
+/// own, each with its link state. A bridge no longer configured leaves the list, and so do its
+/// applications.
 fn sync_bridges(links: &mut Links, bridges: &[BridgeStatus]) {
-    links.retain(|(_, name), link| {
-        link.kind != LinkKind::Bridge || bridges.iter().any(|b| b.name == *name)
+    links.retain(|(_, name), link| match (&link.kind, &link.via) {
+        (LinkKind::Bridge, _) => bridges.iter().any(|b| b.name == *name),
+        (LinkKind::App, Some(via)) => bridges
+            .iter()
+            .any(|b| b.name == *via && b.apps.iter().any(|a| a.name == link.name)),
+        (LinkKind::App, None) => true,
     });
     for bridge in bridges {
         let client_id = format!("{}{}", lockstep_bridges::CLIENT_ID_PREFIX, bridge.name);
-        let detail = Some(bridge.detail.clone()).filter(|d| !d.is_empty());
-        let key = (client_id, bridge.name.clone());
-        if links
-            .get(&key)
-            .is_some_and(|l| l.state == bridge.state && l.detail == detail)
-        {
-            continue;
+        let mut entries = vec![(
+            (client_id.clone(), bridge.name.clone()),
+            LinkKind::Bridge,
+            None,
+            bridge.name.clone(),
+            bridge.state,
+            bridge.detail.clone(),
+        )];
+        for app in &bridge.apps {
+            entries.push((
+                (client_id.clone(), format!("{}/{}", bridge.name, app.name)),
+                LinkKind::App,
+                Some(bridge.name.clone()),
+                app.name.clone(),
+                app.state,
+                app.detail.clone(),
+            ));
         }
-        links.insert(
-            key.clone(),
-            LinkView {
-                name: bridge.name.clone(),
-                own_name: None,
-                client_id: key.0,
-                kind: LinkKind::Bridge,
-                state: bridge.state,
-                detail,
-                since: now_iso(),
-                problem: bridge.state.is_problem(),
-            },
-        );
+        for (key, kind, via, name, state, detail) in entries {
+            let detail = Some(detail).filter(|d| !d.is_empty());
+            if links
+                .get(&key)
+                .is_some_and(|l| l.state == state && l.detail == detail)
+            {
+                continue;
+            }
+            links.insert(
+                key.clone(),
+                LinkView {
+                    name,
+                    own_name: None,
+                    via,
+                    client_id: key.0,
+                    kind,
+                    state,
+                    detail,
+                    since: now_iso(),
+                    problem: state.is_problem(),
+                },
+            );
+        }
     }
 }

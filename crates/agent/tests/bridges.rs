@@ -291,3 +291,165 @@ args = ["-c", "viewer {study.uid}"]
     assert!(err.key.starts_with("bridges.folder"), "{err}");
     assert!(err.reason.contains("unknown field"), "{err}");
 }
+
+#[test]
+fn the_readme_shows_the_ccow_example_verbatim() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let example = std::fs::read_to_string(repo("docs/examples/ccow.toml")).unwrap();
+    assert!(
+        readme.contains(&example),
+        "README.md must quote docs/examples/ccow.toml exactly (the test runs that file)"
+    );
+}
+
+/// One CCOW call in the query-string form; the reply's fields.
+async fn ccow(base: &str, interface: &str, method: &str, args: &[(&str, &str)]) -> String {
+    let mut query = vec![("interface", interface), ("method", method)];
+    query.extend_from_slice(args);
+    let reply = reqwest::Client::new()
+        .get(base)
+        .query(&query)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!reply.contains("exception="), "{method}: {reply}");
+    reply
+}
+
+fn field<'a>(reply: &'a str, name: &str) -> &'a str {
+    reply
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {reply}"))
+}
+
+#[tokio::test]
+async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo("docs/examples/ccow.toml"))
+        .unwrap()
+        .replace("port = 2116", "port = 0");
+    let mut config = load(&format!("{APPS}\n{example}"), dir.path()).unwrap();
+    config.history.database = Some(dir.path().join("lockstep.db"));
+    let agent = common::start(config).await;
+    let mut states = agent.watch_bridges();
+    let ready = tokio::time::timeout(
+        PATIENCE,
+        states.wait_for(|all| all.iter().any(|s| s.state == LinkState::Following)),
+    )
+    .await
+    .expect("the CCOW bridge in the session")
+    .unwrap()
+    .clone();
+    let base = ready[0]
+        .detail
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+
+    let origin = format!("http://127.0.0.1:{}", agent.port());
+    let pacs = HubClient::sign_in(&origin, "pacs", "pacs-secret-for-tests", None)
+        .await
+        .unwrap();
+    let mut patients = pacs.subscribe("Patient-open", None).await.unwrap();
+
+    // An application with no callback (it is never surveyed) joins and commits a patient.
+    let joined = ccow(
+        &base,
+        "ContextManager",
+        "JoinCommonContext",
+        &[("applicationName", "EHR#"), ("survey", "false")],
+    )
+    .await;
+    let ehr = field(&joined, "participantCoupon").to_owned();
+    let mut links = agent.watch_links();
+    let listed = tokio::time::timeout(
+        PATIENCE,
+        links.wait_for(|l| {
+            l.iter()
+                .any(|v| v.name == "EHR" && v.via.as_deref() == Some("CCOW"))
+        }),
+    )
+    .await
+    .expect("the EHR listed as an app of its own")
+    .unwrap()
+    .clone();
+    let link = listed.iter().find(|v| v.name == "EHR").unwrap();
+    assert_eq!(link.kind, LinkKind::App);
+    assert_eq!(link.state, LinkState::Following);
+
+    let started = ccow(
+        &base,
+        "ContextManager",
+        "StartContextChanges",
+        &[("participantCoupon", &ehr)],
+    )
+    .await;
+    let tx = field(&started, "contextCoupon").to_owned();
+    ccow(
+        &base,
+        "ContextData",
+        "SetItemValues",
+        &[
+            ("participantCoupon", &ehr),
+            ("contextCoupon", &tx),
+            ("itemNames", "Patient.Id.MRN.GENHOSP|Patient.Co.PatientName"),
+            ("itemValues", "MRN-1001|O'BRIEN^ZOË"),
+        ],
+    )
+    .await;
+    let ended = ccow(
+        &base,
+        "ContextManager",
+        "EndContextChanges",
+        &[("participantCoupon", &ehr), ("contextCoupon", &tx)],
+    )
+    .await;
+    assert_eq!(field(&ended, "noContinue"), "false");
+    ccow(
+        &base,
+        "ContextManager",
+        "PublishChangesDecision",
+        &[
+            ("participantCoupon", &ehr),
+            ("contextCoupon", &tx),
+            ("decision", "accept"),
+        ],
+    )
+    .await;
+    let frame = tokio::time::timeout(PATIENCE, patients.next_frame())
+        .await
+        .expect("the Patient-open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        frame["event"]["context"][0]["resource"]["identifier"][0]["value"],
+        "MRN-1001"
+    );
+    agent.history().on_record().await.unwrap();
+    let history = agent
+        .history()
+        .query(&lockstep_store::HistoryQuery::default())
+        .unwrap();
+    assert_eq!(history[0].app, "EHR (via CCOW)");
+
+    ccow(
+        &base,
+        "ContextManager",
+        "LeaveCommonContext",
+        &[("participantCoupon", &ehr)],
+    )
+    .await;
+    tokio::time::timeout(
+        PATIENCE,
+        links.wait_for(|l| !l.iter().any(|v| v.name == "EHR")),
+    )
+    .await
+    .expect("the EHR off the list once it left")
+    .unwrap();
+    agent.shutdown().await;
+}

@@ -3,7 +3,9 @@
 //! - out: from the hub accepting an event (the publish call) to a launch starting (the child
 //!   process spawned; the HTTP request arriving at a local server) or a file renamed into place;
 //! - in: from a complete file landing in a watched folder (renamed into it) to the event
-//!   reaching a subscriber, with OS notifications (and with polling, for comparison).
+//!   reaching a subscriber, with OS notifications (and with polling, for comparison);
+//! - CCOW: from a CCOW application's commit to the FHIRcast frame at a subscriber, and from the
+//!   hub accepting an event to the last CCOW application told (after its survey).
 //!
 //! `cargo bench -p lockstep-bridges --bench latency [-- N]` (N samples per row, default 200).
 
@@ -309,6 +311,197 @@ async fn file_in(n: usize, root: &Path, poll_ms: Option<u64>) -> Row {
     }
 }
 
+/// The CCOW manager's URL, from the bridge's link detail.
+fn manager_url(bridges: &Bridges) -> String {
+    let status = bridges
+        .statuses()
+        .into_iter()
+        .find(|s| s.name == "CCOW")
+        .unwrap();
+    status
+        .detail
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned()
+}
+
+/// One CCOW call in the query form; the reply's `name` field, if asked for.
+async fn ccow_call(
+    http: &reqwest::Client,
+    base: &str,
+    interface: &str,
+    method: &str,
+    args: &[(&str, &str)],
+    field: Option<&str>,
+) -> String {
+    let mut query = vec![("interface", interface), ("method", method)];
+    query.extend_from_slice(args);
+    let body = http
+        .get(base)
+        .query(&query)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reply = lockstep_bridges::ccow::wire::read_reply(&body).unwrap();
+    field
+        .map(|f| reply.require(f).unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn ccow_config() -> Value {
+    json!({ "ccow": { "port": 0, "survey_timeout_seconds": 5, "identifiers": identifiers() } })
+}
+
+/// From a CCOW application's commit (its `PublishChangesDecision`) to the FHIRcast frame at a
+/// subscriber.
+async fn ccow_in(n: usize) -> Row {
+    let bench = Bench::new();
+    let bridges = bench.bridges(ccow_config()).await;
+    let base = manager_url(&bridges);
+    let http = reqwest::Client::new();
+    let mut arrivals = bench.subscriber("Patient-open");
+    let ehr = ccow_call(
+        &http,
+        &base,
+        "ContextManager",
+        "JoinCommonContext",
+        &[("applicationName", "EHR"), ("survey", "false")],
+        Some("participantCoupon"),
+    )
+    .await;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let tx = ccow_call(
+            &http,
+            &base,
+            "ContextManager",
+            "StartContextChanges",
+            &[("participantCoupon", &ehr)],
+            Some("contextCoupon"),
+        )
+        .await;
+        let mrn = format!("MRN-{i}");
+        ccow_call(
+            &http,
+            &base,
+            "ContextData",
+            "SetItemValues",
+            &[
+                ("participantCoupon", &ehr),
+                ("contextCoupon", &tx),
+                ("itemNames", "Patient.Id.MRN.GENHOSP"),
+                ("itemValues", &mrn),
+            ],
+            None,
+        )
+        .await;
+        ccow_call(
+            &http,
+            &base,
+            "ContextManager",
+            "EndContextChanges",
+            &[("participantCoupon", &ehr), ("contextCoupon", &tx)],
+            None,
+        )
+        .await;
+        let t0 = Instant::now();
+        ccow_call(
+            &http,
+            &base,
+            "ContextManager",
+            "PublishChangesDecision",
+            &[
+                ("participantCoupon", &ehr),
+                ("contextCoupon", &tx),
+                ("decision", "accept"),
+            ],
+            None,
+        )
+        .await;
+        let at = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+            .await
+            .expect("the commit reached the subscriber")
+            .unwrap();
+        samples.push(at - t0);
+    }
+    bridges.stop().await;
+    Row {
+        path: "CCOW commit (PublishChangesDecision) -> FHIRcast subscriber",
+        samples,
+    }
+}
+
+/// From the hub accepting an event to the last of three CCOW applications told
+/// `ContextChangesAccepted` (each surveyed first).
+async fn ccow_out(n: usize) -> Row {
+    const APPS: usize = 3;
+    let bench = Bench::new();
+    let bridges = bench.bridges(ccow_config()).await;
+    let base = manager_url(&bridges);
+    let http = reqwest::Client::new();
+    let (tx, mut accepted) = mpsc::unbounded_channel::<Instant>();
+    for app in 0..APPS {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/cp", listener.local_addr().unwrap());
+        let tx = tx.clone();
+        let router = axum::Router::new().route(
+            "/cp",
+            axum::routing::get(
+                move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                    let query = query.unwrap_or_default();
+                    if query.contains("method=ContextChangesAccepted") {
+                        let _ = tx.send(Instant::now());
+                    }
+                    async move {
+                        if query.contains("method=ContextChangesPending") {
+                            "decision=accept"
+                        } else {
+                            ""
+                        }
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let name = format!("App{app}");
+        ccow_call(
+            &http,
+            &base,
+            "ContextManager",
+            "JoinCommonContext",
+            &[
+                ("applicationName", &name),
+                ("contextParticipant", &url),
+                ("survey", "true"),
+            ],
+            None,
+        )
+        .await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        bench.publish(study(i));
+        let mut last = t0;
+        for _ in 0..APPS {
+            last = tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+                .await
+                .expect("every CCOW application told")
+                .unwrap();
+        }
+        samples.push(last - t0);
+    }
+    bridges.stop().await;
+    Row {
+        path: "hub accepts ImagingStudy-open -> last of 3 CCOW apps told",
+        samples,
+    }
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -328,6 +521,8 @@ fn main() {
             file_out(n, &tmp.path().join("out")).await,
             file_in(n, tmp.path(), None).await,
             file_in(n.min(50), tmp.path(), Some(50)).await,
+            ccow_in(n).await,
+            ccow_out(n).await,
         ]
     });
     print(&rows);

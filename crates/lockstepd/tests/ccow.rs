@@ -221,7 +221,10 @@ async fn a_ccow_application_and_a_fhircast_app_follow_each_other_through_lockste
         values["itemValues"].contains("Patient.Id.MRN.GENHOSP|185444"),
         "{values:?}"
     );
-    assert!(values["itemValues"].contains("Patient.Co.PatientName|Doe^Jane"), "{values:?}");
+    assert!(
+        values["itemValues"].contains("Patient.Co.PatientName|Doe^Jane"),
+        "{values:?}"
+    );
 
     // CCOW to FHIRcast: the EHR opens another patient; the RIS receives it.
     let started = ccow(

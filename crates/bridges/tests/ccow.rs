@@ -58,6 +58,23 @@ async fn a_ccow_commit_reaches_fhircast_subscribers_under_the_application_s_name
     let (ehr_url, _) = participant(Answers::Accept).await;
     let ehr = cm.join("EHR#", &ehr_url).await;
     app_state(&bridges, "EHR", LinkState::Following).await;
+    // Breaking the link at the application shows; resuming it too.
+    cm.get(
+        "ContextManager",
+        "SuspendParticipation",
+        &[("participantCoupon", &ehr)],
+    )
+    .await
+    .unwrap();
+    app_state(&bridges, "EHR", LinkState::Off).await;
+    cm.get(
+        "ContextManager",
+        "ResumeParticipation",
+        &[("participantCoupon", &ehr)],
+    )
+    .await
+    .unwrap();
+    app_state(&bridges, "EHR", LinkState::Following).await;
 
     let (tx, no_continue, responses) = cm
         .change(

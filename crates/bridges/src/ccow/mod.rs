@@ -275,6 +275,12 @@ impl SessionSide for SessionLink {
                 LinkState::Unresponsive,
                 "did not answer the last change in time".to_owned(),
             ),
+            ParticipantEvent::Suspended => (
+                LinkState::Off,
+                "the link is broken at the application (suspended); it follows nothing until it resumes"
+                    .to_owned(),
+            ),
+            ParticipantEvent::Resumed => (LinkState::Following, "resumed the link".to_owned()),
             ParticipantEvent::Left => {
                 self.session.remove_app(name);
                 return;

@@ -45,6 +45,10 @@ pub enum ParticipantEvent {
     Refused(String),
     /// It did not answer the survey in time.
     Silent,
+    /// It broke the link (`SuspendParticipation`): it follows nothing until it resumes.
+    Suspended,
+    /// It resumed participation.
+    Resumed,
 }
 
 /// How the manager serves.
@@ -153,7 +157,17 @@ impl ManagerServer {
             ) => {
                 let coupon = args.coupon("participantCoupon")?;
                 let suspend = call.method == Method::SuspendParticipation;
-                shared.manager.lock().set_suspended(coupon, suspend)?;
+                let participant = {
+                    let mut manager = shared.manager.lock();
+                    manager.set_suspended(coupon, suspend)?;
+                    manager.participant(coupon).cloned()?
+                };
+                let event = if suspend {
+                    ParticipantEvent::Suspended
+                } else {
+                    ParticipantEvent::Resumed
+                };
+                shared.session.participant(&participant, event);
                 Ok(Reply::empty())
             }
             (Interface::ContextManager, Method::StartContextChanges) => {

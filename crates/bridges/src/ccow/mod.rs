@@ -1,5 +1,6 @@
 //! The CCOW bridge: CCOW applications on the workstation join the clinician's FHIRcast session,
-//! through Lockstep as their context manager.
+//! through Lockstep as their context manager, or through the one already running (participant
+//! mode: [`participant`](mod@participant), calling it with [`client`]).
 //!
 //! Built in layers, each tested on its own: the web mapping's wire format ([`wire`]), the
 //! Patient and DICOMStudy items ([`items`]), the context manager's state ([`manager`]), the
@@ -8,9 +9,11 @@
 //! commits is published under its name; a change on the topic is carried to the CCOW
 //! applications as a surveyed transaction, and whoever dissents becomes a SyncError naming it.
 
+pub mod client;
 pub(crate) mod follow;
 pub mod items;
 pub mod manager;
+mod participant;
 pub mod server;
 pub mod wire;
 
@@ -41,15 +44,28 @@ const MAX_PARTICIPANTS: usize = 64;
 /// A validated `[bridges.ccow]`, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CcowBridge {
+    pub mode: crate::config::CcowMode,
     pub port: u16,
     pub survey_timeout: Duration,
     pub identifiers: IdentifierMapping,
     pub accession_item: String,
 }
 
-/// Runs the bridge: the context manager on `127.0.0.1:port`, and the session's changes carried
-/// to it, until told to stop.
+/// Runs the bridge in its mode until told to stop.
 pub async fn run(
+    bridge: Arc<CcowBridge>,
+    session: Session,
+    stop: watch::Receiver<bool>,
+) -> Result<(), BridgeError> {
+    match bridge.mode {
+        crate::config::CcowMode::Manager => run_manager(bridge, session, stop).await,
+        crate::config::CcowMode::Participant => participant::run(bridge, session, stop).await,
+    }
+}
+
+/// Manager mode: the context manager on `127.0.0.1:port`, and the session's changes carried
+/// to it.
+async fn run_manager(
     bridge: Arc<CcowBridge>,
     session: Session,
     mut stop: watch::Receiver<bool>,

@@ -63,12 +63,6 @@ fn default_accession_item() -> String {
 
 impl CcowConfig {
     pub(super) fn validate(&self) -> Result<CcowBridge, ConfigProblem> {
-        if self.mode == CcowMode::Participant {
-            return Err(ConfigProblem::new(
-                "mode",
-                "\"participant\" is not available yet; use \"manager\" where no context manager runs",
-            ));
-        }
         if !(1..=60).contains(&self.survey_timeout_seconds) {
             return Err(ConfigProblem::new(
                 "survey_timeout_seconds",
@@ -101,6 +95,7 @@ impl CcowConfig {
             },
         )?;
         Ok(CcowBridge {
+            mode: self.mode,
             port: self.port,
             survey_timeout: Duration::from_secs(self.survey_timeout_seconds),
             identifiers: self.identifiers.clone(),

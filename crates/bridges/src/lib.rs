@@ -25,6 +25,6 @@ pub use config::{BridgeConfig, BridgesConfig, ValidBridge, ValidBridges};
 pub use error::BridgeError;
 pub use lockstep_hub::LinkState;
 pub use problem::ConfigProblem;
-pub use report::{AppStatus, BridgeReport, BridgeStatus, Report, Reporter};
+pub use report::{AppStatus, BridgeKind, BridgeReport, BridgeStatus, Report, Reporter};
 pub use session::{CLIENT_ID_PREFIX, Session};
 pub use supervisor::{Bridges, ReloadSummary};

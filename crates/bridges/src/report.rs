@@ -31,12 +31,20 @@ pub struct Report {
 /// the order the reports happen: it must only queue, never wait.
 pub type Reporter = Arc<dyn Fn(&Report) + Send + Sync>;
 
+/// What kind of bridge it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeKind {
+    Launch,
+    Folder,
+    Ccow,
+}
+
 /// One bridge as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BridgeStatus {
     pub name: String,
-    /// `launch` or `folder`.
-    pub kind: &'static str,
+    pub kind: BridgeKind,
     pub state: LinkState,
     /// Why, in plain words (never a patient identifier).
     pub detail: String,
@@ -74,7 +82,7 @@ impl Board {
         self.tx.subscribe()
     }
 
-    pub(crate) fn add(&self, name: &str, kind: &'static str, state: LinkState, detail: &str) {
+    pub(crate) fn add(&self, name: &str, kind: BridgeKind, state: LinkState, detail: &str) {
         self.tx.send_modify(|all| {
             all.retain(|s| s.name != name);
             all.push(BridgeStatus {

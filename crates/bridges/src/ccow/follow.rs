@@ -228,6 +228,35 @@ pub(crate) fn subjects_for(
     Ok(subjects)
 }
 
+/// The items to write for a change on the topic: [`subjects_for`], written; a close writes its
+/// subject cleared.
+pub(crate) fn items_for(
+    event: &'static EventSpec,
+    context: &Value,
+    mapping: &IdentifierMapping,
+    accession_item: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let subjects = subjects_for(event, context, mapping)?;
+    let items = subjects.write(accession_item).map_err(|e| e.message)?;
+    Ok(with_cleared_subjects(items, event))
+}
+
+/// A close clears its subjects: an empty value for each identifier item, as CCOW writes a
+/// cleared subject.
+fn with_cleared_subjects(
+    mut items: Vec<(String, String)>,
+    event: &EventSpec,
+) -> Vec<(String, String)> {
+    if items.is_empty() && event.kind == EventKind::Close {
+        let cleared = match event.anchor {
+            Some("ImagingStudy") => "DICOMStudy.Id.InstanceUID",
+            _ => "Patient.Id.MRN",
+        };
+        items.push((cleared.to_owned(), String::new()));
+    }
+    items
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

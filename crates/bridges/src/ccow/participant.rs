@@ -3,11 +3,11 @@
 //! loopback. It answers the manager's survey on behalf of the FHIRcast session, follows the
 //! changes the manager commits, and instigates the session's changes through it.
 
+use super::bridge::{CcowBridge, events};
 use super::client::ManagerClient;
 use super::follow::{self, Follow};
 use super::items::Subjects;
 use super::wire::{Call, CcowError, Interface, Method, Reply};
-use super::{CcowBridge, EVENTS, with_cleared_subjects};
 use crate::error::BridgeError;
 use crate::legacy::Current;
 use crate::session::{RecentIds, Session, stopped};
@@ -124,9 +124,12 @@ impl Follower {
         let event = change.event;
         let context =
             serde_json::Value::Array(change.entries.iter().map(|e| e.value.clone()).collect());
-        let items = follow::subjects_for(event, &context, &self.bridge.identifiers)
-            .and_then(|s| s.write(&self.bridge.accession_item).map_err(|e| e.message))
-            .map(|items| with_cleared_subjects(items, event));
+        let items = follow::items_for(
+            event,
+            &context,
+            &self.bridge.identifiers,
+            &self.bridge.accession_item,
+        );
         let outcome = match items {
             Ok(items) => self.transaction(&items).await,
             Err(why) => Err(why),
@@ -296,11 +299,7 @@ pub async fn run(
         .require("participantCoupon")
         .map_err(|e| setup(e.to_string()))?
         .to_owned();
-    let events = EVENTS
-        .iter()
-        .filter_map(|name| lockstep_fhircast::EventSpec::lookup(name))
-        .collect();
-    let mut feed = session.join(events).await?;
+    let mut feed = session.join(events()).await?;
     session.set_state(
         LinkState::Following,
         format!("joined the context manager located at {registry}"),

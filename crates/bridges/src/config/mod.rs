@@ -23,6 +23,7 @@ pub use launch::LaunchConfig;
 use crate::ccow::CcowBridge;
 use crate::folder::FolderBridge;
 use crate::launch::Launcher;
+use crate::report::BridgeKind;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -56,11 +57,11 @@ impl BridgeConfig {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> BridgeKind {
         match self {
-            BridgeConfig::Launch(_) => "launch",
-            BridgeConfig::Folder(_) => "folder",
-            BridgeConfig::Ccow(_) => "ccow",
+            BridgeConfig::Launch(_) => BridgeKind::Launch,
+            BridgeConfig::Folder(_) => BridgeKind::Folder,
+            BridgeConfig::Ccow(_) => BridgeKind::Ccow,
         }
     }
 
@@ -111,7 +112,7 @@ impl ValidBridge {
         self.config.name()
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> BridgeKind {
         self.config.kind()
     }
 

@@ -101,7 +101,15 @@ async fn a_ccow_commit_reaches_fhircast_subscribers_under_the_application_s_name
     };
     assert_eq!(requester, "EHR (via CCOW)");
 
-    // The survey refuses what the session would refuse: another name under the same MRN.
+    // The survey refuses what the session would refuse: a change while the clinician paused...
+    hub.engine.set_paused(&hub.topic, true);
+    let (paused, no_continue, responses) =
+        cm.change(&ehr, "Patient.Id.MRN.GENHOSP", "200001").await;
+    assert!(no_continue, "{responses}");
+    assert!(responses.contains("paused"), "{responses}");
+    cm.decide(&ehr, &paused, "cancel").await;
+    hub.engine.set_paused(&hub.topic, false);
+    // ... and another name under the same MRN.
     let (_, no_continue, responses) = cm
         .change(
             &ehr,

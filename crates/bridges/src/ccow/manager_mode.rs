@@ -170,7 +170,16 @@ impl SessionLink {
 
 impl SessionSide for SessionLink {
     fn survey(&self, proposed: &Items) -> Result<(), String> {
-        self.request_for(proposed).map(drop)
+        match self.request_for(proposed)? {
+            follow::Follow::Request { event, .. } => {
+                let engine = self.session.engine();
+                match engine.refusal_now(self.session.topic(), event) {
+                    Some(refused) => Err(refused.to_string()),
+                    None => Ok(()),
+                }
+            }
+            follow::Follow::Nothing => Ok(()),
+        }
     }
 
     fn committed(&self, context: &Context, by: &str) {

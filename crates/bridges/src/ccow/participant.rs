@@ -66,9 +66,18 @@ impl Follower {
         match call.method {
             Method::ContextChangesPending => {
                 let coupon = call.args.require("contextCoupon")?;
-                Ok(match self.request_for(coupon).await {
-                    Ok(_) => Reply::empty().with("decision", "accept").with("reason", ""),
-                    Err(why) => Reply::empty()
+                let refusal = match self.request_for(coupon).await {
+                    Ok(Follow::Request { event, .. }) => self
+                        .session
+                        .engine()
+                        .refusal_now(self.session.topic(), event)
+                        .map(|refused| refused.to_string()),
+                    Ok(Follow::Nothing) => None,
+                    Err(why) => Some(why),
+                };
+                Ok(match refusal {
+                    None => Reply::empty().with("decision", "accept").with("reason", ""),
+                    Some(why) => Reply::empty()
                         .with("decision", "conditionally_accept")
                         .with(
                             "reason",

@@ -15,16 +15,8 @@ impl Engine {
         let event = change.event;
         let mut state = topic.state.lock();
         // Refused, not queued: the requesting app learns at once that nobody followed.
-        if event.kind != EventKind::Infrastructure
-            && let Some(why) = self.inner.refusing.read().clone()
-        {
-            return Err(PublishError::Unavailable(why));
-        }
-        if state.paused && event.kind != EventKind::Infrastructure {
-            return Err(PublishError::Conflict(format!(
-                "context sharing is paused at this workstation; {} was not relayed",
-                event.name
-            )));
+        if let Some(refused) = self.refused_now(state.paused, event) {
+            return Err(refused);
         }
         let applied = state
             .contexts
@@ -124,6 +116,29 @@ impl Engine {
             );
         }
         Ok(())
+    }
+
+    /// Why a change of `event` on `topic` would be refused now (the clinician paused, or the
+    /// hub takes no changes), for a bridge that must answer before it asks (a CCOW survey).
+    pub fn refusal_now(&self, topic: &str, event: &'static EventSpec) -> Option<PublishError> {
+        let topic = self.inner.topics.read().get(topic).cloned()?;
+        let paused = topic.state.lock().paused;
+        self.refused_now(paused, event)
+    }
+
+    fn refused_now(&self, paused: bool, event: &'static EventSpec) -> Option<PublishError> {
+        if event.kind == EventKind::Infrastructure {
+            return None;
+        }
+        if let Some(why) = self.inner.refusing.read().clone() {
+            return Some(PublishError::Unavailable(why));
+        }
+        paused.then(|| {
+            PublishError::Conflict(format!(
+                "context sharing is paused at this workstation; {} was not relayed",
+                event.name
+            ))
+        })
     }
 
     /// A subscriber failed in a way that ends its subscription: SyncError to the others, then

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ccow::{Answers, CcowClient, participant};
+use common::ccow::{Answers, CcowClient, participant, told};
 use common::{Hub, PATIENCE, identifiers, status_of, study_open};
 use lockstep_bridges::{Bridges, LinkState};
 use serde_json::json;
@@ -151,7 +151,7 @@ async fn a_fhircast_change_reaches_every_ccow_application_or_names_who_did_not_f
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(pacs_heard.lock().unwrap()[0], "ContextChangesPending");
+    assert_eq!(told(&pacs_heard)[0], "ContextChangesPending");
     let recent = cm
         .get("ContextManager", "GetMostRecentContextCoupon", &[])
         .await
@@ -200,5 +200,15 @@ async fn a_fhircast_change_reaches_every_ccow_application_or_names_who_did_not_f
         Some(coupon.as_str()),
         "the CCOW applications stay together on the last change"
     );
+    // A stopping manager tells every application the common context is over.
     bridges.stop().await;
+    assert!(
+        pacs_heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m == "CommonContextTerminated"),
+        "{:?}",
+        pacs_heard.lock().unwrap()
+    );
 }

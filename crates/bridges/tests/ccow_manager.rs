@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ccow::{Answers, CcowClient, SURVEY_TIMEOUT, participant};
+use common::ccow::{Answers, CcowClient, SURVEY_TIMEOUT, participant, told};
 use lockstep_bridges::ccow::manager::{Context, Items, Participant};
 use lockstep_bridges::ccow::server::{
     ManagerServer, ParticipantEvent, ServerSettings, SessionSide,
@@ -117,12 +117,14 @@ async fn a_change_is_surveyed_accepted_followed_and_handed_to_the_session() {
         )
         .await;
     assert!(!no_continue && responses.is_empty(), "{responses}");
-    assert_eq!(*pacs_heard.lock().unwrap(), ["ContextChangesPending"]);
+    assert_eq!(told(&pacs_heard), ["ContextChangesPending"]);
     cm.decide(&ris, &tx, "accept").await;
-    eventually("PACS told", || pacs_heard.lock().unwrap().len() == 2).await;
-    assert_eq!(pacs_heard.lock().unwrap()[1], "ContextChangesAccepted");
+    eventually("PACS told", || told(&pacs_heard).len() == 2).await;
+    assert_eq!(told(&pacs_heard)[1], "ContextChangesAccepted");
+    // Each was pinged when it joined.
+    assert!(ris_heard.lock().unwrap().iter().any(|m| m == "Ping"));
     assert!(
-        ris_heard.lock().unwrap().is_empty(),
+        told(&ris_heard).is_empty(),
         "the instigator is neither surveyed nor told"
     );
 

@@ -89,6 +89,7 @@ pub(super) async fn run(
             }
         }
     }
+    server.terminate_all().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     Ok(())
 }

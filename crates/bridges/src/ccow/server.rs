@@ -138,6 +138,7 @@ impl ManagerServer {
                 shared
                     .session
                     .participant(&joined, ParticipantEvent::Joined);
+                self.ping(joined);
                 Ok(Reply::empty().with("participantCoupon", coupon.to_string()))
             }
             (Interface::ContextManager, Method::LeaveCommonContext) => {
@@ -267,6 +268,69 @@ impl ManagerServer {
                 format!("{}.{} is not served here", interface.name(), method.name()),
             )),
         }
+    }
+
+    /// Pings a participant that just joined: one whose callback does not answer is shown as not
+    /// answering at once, not at the first change it misses.
+    fn ping(&self, participant: Participant) {
+        let Some(url) = participant.url.clone() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let notice = Notice {
+                participant: participant.coupon,
+                url,
+                context: shared.manager.lock().current().coupon,
+            };
+            let limit = shared.settings.survey_timeout;
+            let answered =
+                tokio::time::timeout(limit, callback(&shared.http, &notice, Method::Ping))
+                    .await
+                    .map_err(|_| "did not answer in time".to_owned())
+                    .and_then(|answer| answer);
+            if let Err(why) = answered {
+                tracing::warn!(
+                    "CCOW: {} does not answer its callback: {why}",
+                    participant.application
+                );
+                shared
+                    .session
+                    .participant(&participant, ParticipantEvent::Silent);
+            }
+        });
+    }
+
+    /// The manager is stopping: every participant is told `CommonContextTerminated` (each
+    /// within the survey timeout, all at once) and leaves.
+    pub async fn terminate_all(&self) {
+        let participants: Vec<Participant> =
+            self.shared.manager.lock().participants().cloned().collect();
+        let mut calls = JoinSet::new();
+        for participant in participants {
+            let _ = self.shared.manager.lock().leave(participant.coupon);
+            let Some(url) = participant.url.clone() else {
+                continue;
+            };
+            let shared = self.shared.clone();
+            calls.spawn(async move {
+                let notice = Notice {
+                    participant: participant.coupon,
+                    url,
+                    context: shared.manager.lock().current().coupon,
+                };
+                let limit = shared.settings.survey_timeout;
+                let _ = tokio::time::timeout(
+                    limit,
+                    callback(&shared.http, &notice, Method::CommonContextTerminated),
+                )
+                .await;
+                shared
+                    .session
+                    .participant(&participant, ParticipantEvent::Left);
+            });
+        }
+        while calls.join_next().await.is_some() {}
     }
 
     /// A change the FHIRcast session made, carried to the CCOW applications: a transaction

@@ -75,6 +75,17 @@ pub async fn participant(answers: Answers) -> (String, Arc<Mutex<Vec<String>>>) 
     (url, heard)
 }
 
+/// What a participant was told, its pings left out.
+pub fn told(heard: &Mutex<Vec<String>>) -> Vec<String> {
+    heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| *m != "Ping")
+        .cloned()
+        .collect()
+}
+
 /// A CCOW application's calls on the context manager at `base`.
 pub struct CcowClient {
     pub base: String,

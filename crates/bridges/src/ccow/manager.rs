@@ -41,6 +41,15 @@ impl Participant {
     pub fn app_name(&self) -> &str {
         app_name(&self.application)
     }
+
+    /// A callback to it about `context`; `None` when it gave no URL to call.
+    pub fn notice(&self, context: Coupon) -> Option<Notice> {
+        Some(Notice {
+            participant: self.coupon,
+            url: self.url.clone()?,
+            context,
+        })
+    }
 }
 
 /// `Name#instance` → `Name`.
@@ -477,13 +486,7 @@ impl Manager {
             .participants
             .values()
             .filter(|p| p.survey && !p.suspended && p.coupon != instigator)
-            .filter_map(|p| {
-                Some(Notice {
-                    participant: p.coupon,
-                    url: p.url.clone()?,
-                    context,
-                })
-            })
+            .filter_map(|p| p.notice(context))
             .collect();
         Ok(Survey { context, asked })
     }
@@ -524,13 +527,7 @@ impl Manager {
             .participants
             .values()
             .filter(|p| !p.suspended && p.coupon != participant)
-            .filter_map(|p| {
-                Some(Notice {
-                    participant: p.coupon,
-                    url: p.url.clone()?,
-                    context,
-                })
-            })
+            .filter_map(|p| p.notice(context))
             .collect();
         let committed = accept.then(|| {
             self.current = Context {

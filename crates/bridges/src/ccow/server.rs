@@ -273,16 +273,12 @@ impl ManagerServer {
     /// Pings a participant that just joined: one whose callback does not answer is shown as not
     /// answering at once, not at the first change it misses.
     fn ping(&self, participant: Participant) {
-        let Some(url) = participant.url.clone() else {
+        let current = self.shared.manager.lock().current().coupon;
+        let Some(notice) = participant.notice(current) else {
             return;
         };
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let notice = Notice {
-                participant: participant.coupon,
-                url,
-                context: shared.manager.lock().current().coupon,
-            };
             let limit = shared.settings.survey_timeout;
             let answered =
                 tokio::time::timeout(limit, callback(&shared.http, &notice, Method::Ping))
@@ -306,19 +302,18 @@ impl ManagerServer {
     pub async fn terminate_all(&self) {
         let participants: Vec<Participant> =
             self.shared.manager.lock().participants().cloned().collect();
+        let current = self.shared.manager.lock().current().coupon;
         let mut calls = JoinSet::new();
         for participant in participants {
             let _ = self.shared.manager.lock().leave(participant.coupon);
-            let Some(url) = participant.url.clone() else {
+            let Some(notice) = participant.notice(current) else {
+                self.shared
+                    .session
+                    .participant(&participant, ParticipantEvent::Left);
                 continue;
             };
             let shared = self.shared.clone();
             calls.spawn(async move {
-                let notice = Notice {
-                    participant: participant.coupon,
-                    url,
-                    context: shared.manager.lock().current().coupon,
-                };
                 let limit = shared.settings.survey_timeout;
                 let _ = tokio::time::timeout(
                     limit,

@@ -582,3 +582,45 @@ async fn history_pages_searches_and_groups_100000_rows() {
 
     app.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ccow_application_is_listed_as_an_app_of_its_own() {
+    if !webdriver_available() {
+        return;
+    }
+    let ccow_port = common::webdriver::free_port();
+    let app = App::start(&format!(
+        "[bridges.ccow]\nport = {ccow_port}\n\
+         identifiers.mrn = [{{ system = \"urn:oid:1.2.36.1.2001.1003.0\", issuer = \"GENHOSP\" }}]\n"
+    ))
+    .await;
+    app.window(CURRENT).await;
+    app.until_text("#links", |t| t.contains("CCOW")).await;
+    // A CCOW application joins the way CCOW applications do: a plain HTTP call.
+    let joined = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{ccow_port}/"))
+        .query(&[
+            ("interface", "ContextManager"),
+            ("method", "JoinCommonContext"),
+            ("applicationName", "Cerner PowerChart#"),
+            ("survey", "false"),
+        ])
+        .send()
+        .await
+        .expect("the CCOW manager answers")
+        .text()
+        .await
+        .unwrap();
+    assert!(joined.starts_with("participantCoupon="), "{joined}");
+    let links = app
+        .until_text("#links", |t| {
+            t.contains("Cerner PowerChart") && t.contains("via CCOW")
+        })
+        .await;
+    assert!(
+        !links.contains("PowerChart#"),
+        "the instance suffix is not shown: {links}"
+    );
+    app.screenshot("current-context-ccow").await;
+    app.quit().await;
+}

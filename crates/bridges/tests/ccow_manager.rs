@@ -358,3 +358,70 @@ async fn one_change_at_a_time_two_instances_leave_and_the_three_request_forms() 
         "GeneralFailure"
     );
 }
+
+/// `setpriv`, when this test may run a program as another OS user (it runs as root).
+fn as_nobody() -> Option<std::process::Command> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        == "0";
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let curl = std::path::Path::new("/usr/bin/curl").exists();
+    (root && curl).then(|| {
+        let mut command = std::process::Command::new(setpriv);
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/curl",
+            "-s",
+        ]);
+        command
+    })
+}
+
+#[tokio::test]
+async fn another_os_user_s_application_cannot_join_this_user_s_context() {
+    let cm = Manager::start().await;
+    // This user's own applications are served.
+    assert!(
+        cm.get(
+            "ContextManager",
+            "JoinCommonContext",
+            &[("applicationName", "Mine")]
+        )
+        .await
+        .is_ok()
+    );
+    let Some(mut nobody) = as_nobody() else {
+        eprintln!("not root, or no setpriv and curl: another user's call was not tried");
+        return;
+    };
+    let url = format!(
+        "{}/?interface=ContextManager&method=JoinCommonContext&applicationName=Theirs",
+        cm.base
+    );
+    let output = tokio::task::spawn_blocking(move || nobody.arg(url).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let body = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(body.starts_with("exception=GeneralFailure"), "{body}");
+    assert!(body.contains("another+user"), "{body}");
+    assert_eq!(
+        cm.get(
+            "ContextManager",
+            "JoinCommonContext",
+            &[("applicationName", "Theirs")]
+        )
+        .await
+        .map(|_| ()),
+        Ok(()),
+        "the refused call joined nobody"
+    );
+}

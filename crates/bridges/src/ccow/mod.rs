@@ -16,6 +16,7 @@ pub mod items;
 pub mod manager;
 mod manager_mode;
 mod participant;
+pub mod peer;
 pub mod server;
 pub mod wire;
 

@@ -13,10 +13,11 @@ use crate::legacy::Current;
 use crate::session::{RecentIds, Session, stopped};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::response::IntoResponse;
 use lockstep_hub::LinkState;
 use parking_lot::Mutex;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
@@ -240,11 +241,15 @@ impl Follower {
 }
 
 async fn answer(
-    State(follower): State<Arc<Follower>>,
+    State((follower, local)): State<(Arc<Follower>, SocketAddr)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> axum::response::Response {
-    let reply = match Call::parse(uri.path(), uri.query(), &body) {
+    // On a shared machine, only this user's processes may call Lockstep's callbacks.
+    let call = super::peer::refuse_other_user(peer, local)
+        .and_then(|()| Call::parse(uri.path(), uri.query(), &body));
+    let reply = match call {
         Ok(call) => follower
             .callback(call)
             .await
@@ -265,10 +270,8 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(|e| setup(format!("cannot serve the CCOW callbacks: {e}")))?;
-    let callback = format!(
-        "http://{}/",
-        listener.local_addr().map_err(|e| setup(e.to_string()))?
-    );
+    let local = listener.local_addr().map_err(|e| setup(e.to_string()))?;
+    let callback = format!("http://{local}/");
     let registry = format!("http://127.0.0.1:{}/", bridge.port);
     let manager = ManagerClient::locate(&registry, &callback, bridge.survey_timeout)
         .await
@@ -281,7 +284,10 @@ pub async fn run(
         published: Mutex::new(RecentIds::default()),
         terminated: Notify::new(),
     });
-    let app = Router::new().fallback(answer).with_state(follower.clone());
+    let app = Router::new()
+        .fallback(answer)
+        .with_state((follower.clone(), local))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let serving = tokio::spawn({
         let mut stop = stop.clone();
         async move {

@@ -12,10 +12,11 @@ use super::manager::{
 use super::wire::{Call, CcowError, Exception, Interface, Method, Reply, read_reply};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -95,13 +96,18 @@ impl ManagerServer {
         }
     }
 
-    /// Serves the registry and the manager on `listener` until `stop` completes.
+    /// Serves the registry and the manager on `listener` until `stop` completes. Calls from
+    /// another OS user's processes are refused (see [`super::peer`]).
     pub async fn serve(
         self,
         listener: TcpListener,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = Router::new().fallback(answer).with_state(self);
+        let local = listener.local_addr()?;
+        let app = Router::new()
+            .fallback(answer)
+            .with_state((self, local))
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
@@ -541,11 +547,14 @@ async fn ask_pending(http: &reqwest::Client, notice: &Notice, limit: Duration) -
 }
 
 async fn answer(
-    State(server): State<ManagerServer>,
+    State((server, local)): State<(ManagerServer, SocketAddr)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    let reply = match Call::parse(uri.path(), uri.query(), &body) {
+    let call = super::peer::refuse_other_user(peer, local)
+        .and_then(|()| Call::parse(uri.path(), uri.query(), &body));
+    let reply = match call {
         Ok(call) => server.call(call).await,
         Err(error) => Reply::exception(&error),
     };

@@ -13,6 +13,7 @@ pub mod links;
 pub mod listen;
 pub mod logging;
 pub mod paths;
+pub mod report_card;
 pub mod secrets;
 
 pub use config::{AppConfig, Config, ConfigError, ConfigSources};
@@ -20,6 +21,7 @@ pub use context::{ContextNow, LastChange};
 pub use links::{LinkKind, LinkView};
 /// How an app or a bridge keeps up, from the engine's decision to the window's row.
 pub use lockstep_hub::{CurrentContext, LinkEnd, LinkState};
+pub use report_card::AppReport;
 
 use desktop::{AppView, Desktop, DesktopError, NewApp, SettingsView, TrayStatus};
 use history::History;
@@ -94,6 +96,9 @@ impl Agent {
                 })?
                 .map_err(AgentError::History)?
         };
+        let report_cards = Arc::new(report_card::ReportCards::default());
+        let observing = report_cards.clone();
+        engine.observe(Arc::new(move |event| observing.observe(event)));
         let mut state = HubState::new(engine.clone(), authority.clone(), topic.clone(), port);
         state.tls = tls;
         state.extension = history.routes();
@@ -172,6 +177,7 @@ impl Agent {
                 history,
                 desktop,
                 bridges,
+                report_cards,
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
                 ended: ended_rx,
@@ -235,6 +241,7 @@ struct HandleInner {
     history: Arc<History>,
     desktop: Arc<Desktop>,
     bridges: Arc<lockstep_bridges::Bridges>,
+    report_cards: Arc<report_card::ReportCards>,
 }
 
 impl AgentHandle {
@@ -266,6 +273,11 @@ impl AgentHandle {
     /// The session's current context as Get Current Context answers it, read now.
     pub fn current_context(&self) -> Option<CurrentContext> {
         self.inner.engine.current_context_of(&self.inner.topic)
+    }
+
+    /// What the agent observed of each app: its report card.
+    pub fn app_reports(&self) -> Vec<AppReport> {
+        self.inner.report_cards.reports()
     }
 
     /// Each app's link state, pushed on every change.

@@ -175,6 +175,19 @@ async fn link_states_and_tray_status_follow_the_apps() {
     .await;
     let list = s.agent.watch_links().borrow().clone();
     assert!(list.iter().all(|v| !v.problem && v.detail.is_none()));
+    // Its report card: one subscription, its socket opened, one refusal, one acknowledgement.
+    let reports = s.agent.app_reports();
+    let card = reports
+        .iter()
+        .find(|r| r.name == "RIS" && r.own_name.as_deref() == Some("Viewer"))
+        .unwrap_or_else(|| panic!("no card for the viewer: {reports:?}"));
+    assert_eq!((card.subscribed, card.connected), (1, 1));
+    assert_eq!((card.acknowledged, card.refused, card.timed_out), (1, 1, 0));
+    assert_eq!(
+        card.statuses,
+        std::collections::BTreeMap::from([(200, 1), (409, 1)])
+    );
+    assert!(card.answer_p50_ms.is_some_and(|ms| ms >= 0.0));
 
     viewer.close().await.unwrap();
     wait_for(&mut links, "viewer gone", |l| {

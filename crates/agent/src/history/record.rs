@@ -30,11 +30,11 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             outcome,
         } => {
             let (kind, detail) = match outcome {
-                Delivery::Acknowledged { status } => (
+                Delivery::Acknowledged { status, .. } => (
                     AuditKind::DeliveryAcknowledged,
                     format!("{event_name}: {status}"),
                 ),
-                Delivery::Refused { status } => (
+                Delivery::Refused { status, .. } => (
                     AuditKind::DeliveryRefused,
                     format!("{event_name}: {status}"),
                 ),

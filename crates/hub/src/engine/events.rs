@@ -4,6 +4,7 @@ use super::FrameText;
 use crate::link::LinkState;
 use lockstep_fhircast::summary::ContextSummary;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A subscriber as listeners see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,10 +45,10 @@ impl SubscriberInfo {
 /// What became of one notification to one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
-    /// Answered with a 2xx status (or with none, read as received).
-    Acknowledged { status: u16 },
-    /// Answered with a non-2xx status.
-    Refused { status: u16 },
+    /// Answered with a 2xx status (or with none, read as received), `after` it was sent.
+    Acknowledged { status: u16, after: Duration },
+    /// Answered with a non-2xx status, `after` it was sent.
+    Refused { status: u16, after: Duration },
     /// No answer within the acknowledgement deadline.
     TimedOut,
 }

@@ -30,7 +30,10 @@ impl Engine {
         if pos == 0 {
             *overdue = None;
         }
-        let answered = awaiting.remove(pos).map(|a| a.event_name).unwrap_or("");
+        let (answered, after) = awaiting
+            .remove(pos)
+            .map(|a| (a.event_name, a.sent.elapsed()))
+            .unwrap_or_default();
         let delivery = EngineEvent::Delivery {
             subscriber: sub.info.clone(),
             event_id: reply.id.clone(),
@@ -38,8 +41,9 @@ impl Engine {
             outcome: match reply.status {
                 None | Some(200..=299) => Delivery::Acknowledged {
                     status: reply.status.unwrap_or(200),
+                    after,
                 },
-                Some(status) => Delivery::Refused { status },
+                Some(status) => Delivery::Refused { status, after },
             },
         };
         match reply.status {

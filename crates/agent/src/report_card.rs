@@ -1,0 +1,273 @@
+//! What the agent observed of each app in its session, kept from the engine's decisions: does
+//! it open the socket it subscribed for, does it acknowledge every event, how fast, with which
+//! statuses, does it let its lease run out, is it dropped. An integration engineer sees which
+//! vendor's app is the weak link, with figures to send to that vendor.
+//!
+//! An engine observer: it runs under the topic's lock on every delivery, so it only counts and
+//! keeps a bounded window of latencies; percentiles are computed when someone asks.
+
+use lockstep_hub::{Delivery, EngineEvent, LinkEnd, LinkState, SubscriberInfo};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How many of an app's latest acknowledgement times its percentiles are read from.
+const LATENCY_WINDOW: usize = 1024;
+
+/// One app's report card (per subscriber name: a client may hold several subscriptions).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppReport {
+    pub client_id: String,
+    /// The name site IT registered it under.
+    pub name: String,
+    /// What it calls itself (`subscriber.name`), where that differs.
+    pub own_name: Option<String>,
+    /// Subscriptions the hub granted it.
+    pub subscribed: u64,
+    /// Of those, the ones whose socket it opened (the confirmation reached it).
+    pub connected: u64,
+    pub acknowledged: u64,
+    pub refused: u64,
+    /// Events it did not answer in time.
+    pub timed_out: u64,
+    /// Every status it answered with, and how often.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Time from sending an event to its answer, over its latest answers (milliseconds).
+    pub answer_p50_ms: Option<f64>,
+    pub answer_p99_ms: Option<f64>,
+    /// Subscriptions that ended because it did not renew them in time.
+    pub lease_expired: u64,
+    /// Times the hub dropped it (unresponsive, or too slow to keep up).
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct Card {
+    report: AppReport,
+    /// Microseconds, the latest last.
+    answers: VecDeque<u32>,
+    /// Its link's last state: a socket opened is a following state right after pending.
+    state: Option<LinkState>,
+}
+
+/// Every app's card, kept as the engine decides.
+#[derive(Debug, Default)]
+pub struct ReportCards {
+    cards: Mutex<HashMap<(String, String), Card>>,
+}
+
+impl ReportCards {
+    /// Counts one engine decision; called synchronously by the engine.
+    pub fn observe(&self, event: &EngineEvent) {
+        match event {
+            EngineEvent::Link {
+                subscriber, state, ..
+            } => self.with(subscriber, |card| {
+                match state {
+                    LinkState::Pending => card.report.subscribed += 1,
+                    LinkState::Following | LinkState::FollowingUnacknowledged
+                        if card.state == Some(LinkState::Pending) =>
+                    {
+                        card.report.connected += 1;
+                    }
+                    LinkState::Gone(LinkEnd::LeaseExpired) => card.report.lease_expired += 1,
+                    LinkState::Unresponsive => card.report.dropped += 1,
+                    _ => {}
+                }
+                card.state = Some(*state);
+            }),
+            EngineEvent::Delivery {
+                subscriber,
+                outcome,
+                ..
+            } => self.with(subscriber, |card| match *outcome {
+                Delivery::Acknowledged { status, after } => {
+                    card.report.acknowledged += 1;
+                    card.answered(status, after);
+                }
+                Delivery::Refused { status, after } => {
+                    card.report.refused += 1;
+                    card.answered(status, after);
+                }
+                Delivery::TimedOut => card.report.timed_out += 1,
+            }),
+            _ => {}
+        }
+    }
+
+    fn with(&self, info: &SubscriberInfo, update: impl FnOnce(&mut Card)) {
+        // A bridge's seat is the bridge's, listed with the bridges.
+        if info
+            .client_id
+            .starts_with(lockstep_bridges::CLIENT_ID_PREFIX)
+        {
+            return;
+        }
+        let key = (info.client_id.clone(), info.spec_name().to_owned());
+        let mut cards = self
+            .cards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let card = cards.entry(key).or_insert_with(|| Card {
+            report: AppReport {
+                client_id: info.client_id.clone(),
+                name: info.registered_name.clone(),
+                own_name: info.other_name().map(str::to_owned),
+                subscribed: 0,
+                connected: 0,
+                acknowledged: 0,
+                refused: 0,
+                timed_out: 0,
+                statuses: BTreeMap::new(),
+                answer_p50_ms: None,
+                answer_p99_ms: None,
+                lease_expired: 0,
+                dropped: 0,
+            },
+            answers: VecDeque::new(),
+            state: None,
+        });
+        update(card);
+    }
+
+    /// Every app's card, by registered name.
+    pub fn reports(&self) -> Vec<AppReport> {
+        let cards = self
+            .cards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reports: Vec<AppReport> = cards
+            .values()
+            .map(|card| {
+                let mut report = card.report.clone();
+                let mut answers: Vec<u32> = card.answers.iter().copied().collect();
+                answers.sort_unstable();
+                report.answer_p50_ms = percentile(&answers, 0.50);
+                report.answer_p99_ms = percentile(&answers, 0.99);
+                report
+            })
+            .collect();
+        reports.sort_by(|a, b| (&a.name, &a.own_name).cmp(&(&b.name, &b.own_name)));
+        reports
+    }
+}
+
+impl Card {
+    fn answered(&mut self, status: u16, after: Duration) {
+        *self.report.statuses.entry(status).or_default() += 1;
+        if self.answers.len() == LATENCY_WINDOW {
+            self.answers.pop_front();
+        }
+        self.answers
+            .push_back(u32::try_from(after.as_micros()).unwrap_or(u32::MAX));
+    }
+}
+
+/// The `q` quantile of sorted microseconds, in milliseconds (nearest rank).
+fn percentile(sorted: &[u32], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    Some(f64::from(sorted[rank - 1]) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn info(own: Option<&str>) -> Arc<SubscriberInfo> {
+        Arc::new(SubscriberInfo {
+            topic: "T".into(),
+            registered_name: "PACS viewer".into(),
+            own_name: own.map(str::to_owned),
+            client_id: "pacs".into(),
+            events: "Patient-open".into(),
+        })
+    }
+
+    fn delivery(info: &Arc<SubscriberInfo>, outcome: Delivery) -> EngineEvent {
+        EngineEvent::Delivery {
+            subscriber: info.clone(),
+            event_id: "e".into(),
+            event_name: "Patient-open",
+            outcome,
+        }
+    }
+
+    #[test]
+    fn answers_statuses_and_latencies_are_counted_per_app() {
+        let cards = ReportCards::default();
+        let pacs = info(Some("viewer 2"));
+        let link = |state| EngineEvent::Link {
+            subscriber: pacs.clone(),
+            state,
+            detail: None,
+        };
+        cards.observe(&link(LinkState::Pending));
+        cards.observe(&link(LinkState::Following));
+        // A recovery is no new socket.
+        cards.observe(&link(LinkState::Refused { status: Some(409) }));
+        cards.observe(&link(LinkState::Following));
+        for ms in 1..=100 {
+            cards.observe(&delivery(
+                &pacs,
+                Delivery::Acknowledged {
+                    status: 200,
+                    after: Duration::from_millis(ms),
+                },
+            ));
+        }
+        cards.observe(&delivery(
+            &pacs,
+            Delivery::Refused {
+                status: 409,
+                after: Duration::from_millis(500),
+            },
+        ));
+        cards.observe(&delivery(&pacs, Delivery::TimedOut));
+        cards.observe(&link(LinkState::Gone(LinkEnd::LeaseExpired)));
+        let reports = cards.reports();
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!(
+            (r.name.as_str(), r.own_name.as_deref()),
+            ("PACS viewer", Some("viewer 2"))
+        );
+        assert_eq!((r.subscribed, r.connected), (1, 1));
+        assert_eq!((r.acknowledged, r.refused, r.timed_out), (100, 1, 1));
+        assert_eq!(r.statuses, BTreeMap::from([(200, 100), (409, 1)]));
+        assert_eq!(r.answer_p50_ms, Some(51.0));
+        assert_eq!(r.answer_p99_ms, Some(100.0));
+        assert_eq!(r.lease_expired, 1);
+    }
+
+    #[test]
+    fn a_bridge_s_seat_has_no_card_and_the_window_is_bounded() {
+        let cards = ReportCards::default();
+        let bridge = Arc::new(SubscriberInfo {
+            client_id: format!("{}CCOW", lockstep_bridges::CLIENT_ID_PREFIX),
+            ..(*info(None)).clone()
+        });
+        cards.observe(&delivery(&bridge, Delivery::TimedOut));
+        assert!(cards.reports().is_empty());
+
+        let app = info(None);
+        for i in 0..(LATENCY_WINDOW as u64 + 10) {
+            let after = Duration::from_micros(if i < 10 { 1_000_000 } else { 1_000 });
+            cards.observe(&delivery(
+                &app,
+                Delivery::Acknowledged { status: 202, after },
+            ));
+        }
+        let r = &cards.reports()[0];
+        assert_eq!(r.acknowledged, LATENCY_WINDOW as u64 + 10);
+        assert_eq!(
+            r.answer_p99_ms,
+            Some(1.0),
+            "the slow first answers left the window"
+        );
+    }
+}

@@ -184,6 +184,21 @@ impl HubClient {
         Ok(id)
     }
 
+    /// Every app's report card (`GET /lockstep/apps`, scope `lockstep/apps.read`).
+    pub async fn app_reports(&self) -> Result<Vec<crate::AppReport>, ClientError> {
+        let origin = self
+            .hub_url
+            .strip_suffix(lockstep_hub::server::HUB_PATH)
+            .unwrap_or(&self.hub_url);
+        let url = format!("{origin}/lockstep/apps");
+        Ok(
+            checked(self.http.get(url).bearer_auth(&self.token).send().await?)
+                .await?
+                .json()
+                .await?,
+        )
+    }
+
     /// Get Current Context (`GET {hub.url}/{topic}`).
     pub async fn current_context(&self) -> Result<Value, ClientError> {
         let url = format!("{}/{}", self.hub_url, self.topic);

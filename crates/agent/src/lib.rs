@@ -101,7 +101,9 @@ impl Agent {
         engine.observe(Arc::new(move |event| observing.observe(event)));
         let mut state = HubState::new(engine.clone(), authority.clone(), topic.clone(), port);
         state.tls = tls;
-        state.extension = history.routes();
+        state.extension = history
+            .routes()
+            .merge(report_card::routes(report_cards.clone()));
         let recorder = history.clone();
         state.on_record = Some(Arc::new(move || {
             let recorder = recorder.clone();

@@ -6,17 +6,25 @@
 //! An engine observer: it runs under the topic's lock on every delivery, so it only counts and
 //! keeps a bounded window of latencies; percentiles are computed when someone asks.
 
-use lockstep_hub::{Delivery, EngineEvent, LinkEnd, LinkState, SubscriberInfo};
-use serde::Serialize;
+use axum::routing::get;
+use axum::{Json, Router};
+use lockstep_hub::{
+    Authenticated, Delivery, EngineEvent, HubState, LinkEnd, LinkState, SubscriberInfo,
+};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// The scope an app needs to read the report cards over HTTP.
+pub const APPS_READ_SCOPE: &str = "lockstep/apps.read";
 
 /// How many of an app's latest acknowledgement times its percentiles are read from.
 const LATENCY_WINDOW: usize = 1024;
 
 /// One app's report card (per subscriber name: a client may hold several subscriptions).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppReport {
     pub client_id: String,
     /// The name site IT registered it under.
@@ -151,6 +159,20 @@ impl ReportCards {
         reports.sort_by(|a, b| (&a.name, &a.own_name).cmp(&(&b.name, &b.own_name)));
         reports
     }
+}
+
+/// `GET /lockstep/apps` (scope `lockstep/apps.read`): every app's report card, as JSON.
+pub fn routes(cards: Arc<ReportCards>) -> Router<HubState> {
+    Router::new().route(
+        "/lockstep/apps",
+        get(move |Authenticated(grant): Authenticated| {
+            let cards = cards.clone();
+            async move {
+                crate::history::require(&grant, APPS_READ_SCOPE)?;
+                Ok::<_, lockstep_hub::Refusal>(Json(cards.reports()))
+            }
+        }),
+    )
 }
 
 impl Card {

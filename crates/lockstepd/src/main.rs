@@ -80,6 +80,15 @@ enum Command {
     },
     /// Print the current context of the session.
     Context(AppCredentials),
+    /// Each connected app's report card: subscriptions, answers, statuses, answer times,
+    /// lease expiries and drops (the app's token needs the scope `lockstep/apps.read`).
+    Apps {
+        #[command(flatten)]
+        app: AppCredentials,
+        /// The cards as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search the context history (newest first), from the local database.
     History {
         /// Filters, as `key=value`: patient (MRN), accession, uid, event, app, text, from, to
@@ -209,6 +218,50 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
         Command::Context(app) => {
             let client = sign_in(&app, &config).await?;
             println!("{}", client.current_context().await?);
+            Ok(())
+        }
+        Command::Apps { app, json } => {
+            let client = sign_in(&app, &config).await?;
+            let reports = client.app_reports().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+                return Ok(());
+            }
+            println!(
+                "{:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6}  statuses",
+                "app",
+                "subs",
+                "conn",
+                "acked",
+                "refused",
+                "missed",
+                "p50 ms",
+                "p99 ms",
+                "lease",
+                "drops"
+            );
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format!("{ms:.1}"));
+            for r in &reports {
+                let name = match &r.own_name {
+                    Some(own) => format!("{} (\"{own}\")", r.name),
+                    None => r.name.clone(),
+                };
+                let statuses: Vec<String> =
+                    r.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+                println!(
+                    "{name:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6}  {}",
+                    r.subscribed,
+                    r.connected,
+                    r.acknowledged,
+                    r.refused,
+                    r.timed_out,
+                    ms(r.answer_p50_ms),
+                    ms(r.answer_p99_ms),
+                    r.lease_expired,
+                    r.dropped,
+                    statuses.join(" ")
+                );
+            }
             Ok(())
         }
         Command::History {

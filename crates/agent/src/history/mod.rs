@@ -16,6 +16,7 @@ pub use detail::{HistoryDetail, Outcome, OutcomeKind, detail};
 pub use export::{EXPORT_COLUMNS, export_csv};
 pub use record::record;
 pub use routes::query_from_params;
+pub(crate) use routes::require;
 
 use crate::config::{Config, WhenUnwritable};
 use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};

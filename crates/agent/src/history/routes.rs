@@ -85,7 +85,8 @@ impl History {
     }
 }
 
-fn require(grant: &TokenGrant, scope: &str) -> Result<(), Refusal> {
+/// Refuses a token without `scope` (403, naming it).
+pub(crate) fn require(grant: &TokenGrant, scope: &str) -> Result<(), Refusal> {
     if grant.scopes.contains(scope) {
         Ok(())
     } else {

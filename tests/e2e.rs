@@ -624,3 +624,41 @@ async fn a_ccow_application_is_listed_as_an_app_of_its_own() {
     app.screenshot("current-context-ccow").await;
     app.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_s_report_card_shows_what_the_agent_observed_of_it() {
+    if !webdriver_available() {
+        return;
+    }
+    let app = App::start("").await;
+    app.window(CURRENT).await;
+    let _pacs = Subscriber::start(&app.origin, PACS, "ImagingStudy-open", 200);
+    app.until_text("#links", |t| {
+        t.contains("PACS viewer") && t.contains("Following")
+    })
+    .await;
+    let ris = sign_in(&app.origin, RIS).await;
+    ris.publish("ImagingStudy-open", jane_study(), None)
+        .await
+        .expect("ImagingStudy-open accepted");
+    app.until_text("#patient-name", |t| t == "DOE, Jane").await;
+    // The answer is counted once the viewer's acknowledgement is read: ask until it shows.
+    let mut shown = String::new();
+    for _ in 0..50 {
+        app.click(".link-report-toggle").await;
+        shown = app.until_text(".link-report", |_| true).await;
+        if shown.contains("1 acknowledged") {
+            break;
+        }
+        app.click(".link-report-toggle").await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("1 granted, 1 connected"), "{shown}");
+    assert!(
+        shown.contains("1 acknowledged, 0 refused, 0 missed"),
+        "{shown}"
+    );
+    assert!(shown.contains("200×1"), "{shown}");
+    app.screenshot("current-context-report-card").await;
+    app.quit().await;
+}

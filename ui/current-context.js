@@ -85,10 +85,51 @@ function renderLinks(links) {
       if (link.detail) item.append(el("p", "link-detail", link.detail));
       const since = el("p", "link-since", `since ${formatWhen(new Date(link.since))}`);
       item.append(since);
+      if (link.kind === "app" && !link.via) {
+        // The app's report card, on request: what the agent observed of it.
+        const more = el("button", "link-report-toggle", "Report card");
+        more.type = "button";
+        more.addEventListener("click", () => showReport(item, link));
+        item.append(more);
+      }
       return item;
     }),
   );
   $("no-links").hidden = links.length > 0;
+}
+
+/// Shows (or hides) an app's report card under its row.
+async function showReport(item, link) {
+  const shown = item.querySelector(".link-report");
+  if (shown) {
+    shown.remove();
+    return;
+  }
+  let cards;
+  try {
+    cards = await invoke("app_reports");
+  } catch (error) {
+    renderProblem(error);
+    return;
+  }
+  const card = cards.find(
+    (c) => c.client_id === link.clientId && (c.own_name ?? null) === (link.ownName ?? null),
+  );
+  const report = el("dl", "link-report");
+  const row = (term, value) => report.append(el("dt", "", term), el("dd", "", value));
+  if (!card) {
+    row("Observed", "nothing yet");
+  } else {
+    const ms = (v) => (v == null ? "–" : `${v.toFixed(1)} ms`);
+    const statuses = Object.entries(card.statuses).map(([s, n]) => `${s}×${n}`).join(" ");
+    row("Subscriptions", `${card.subscribed} granted, ${card.connected} connected`);
+    row("Answers", `${card.acknowledged} acknowledged, ${card.refused} refused, ${card.timed_out} missed`);
+    row("Answer time", `p50 ${ms(card.answer_p50_ms)}, p99 ${ms(card.answer_p99_ms)}`);
+    row("Statuses", statuses || "none yet");
+    row("Leases run out", String(card.lease_expired));
+    row("Dropped by the hub", String(card.dropped));
+  }
+  item.append(report);
 }
 
 const BANNERS = {

@@ -1,7 +1,7 @@
 //! The current-context window: the context, the connected apps and the tray's state, and
 //! pausing (the same as the tray's Pause following / Resume).
 
-use lockstep_agent::AgentHandle;
+use lockstep_agent::{AgentHandle, AppReport};
 use serde::Serialize;
 use tauri::State;
 
@@ -43,6 +43,12 @@ pub fn current_view(
         links,
         status: StatusView::new(*status.borrow(), agent.history_notice()),
     })
+}
+
+/// What the agent observed of each app: the report cards the app detail shows.
+#[tauri::command]
+pub fn app_reports(agent: State<'_, AgentHandle>) -> Vec<AppReport> {
+    agent.app_reports()
 }
 
 /// Pauses following (the hub refuses every context change until resumed) or resumes it.

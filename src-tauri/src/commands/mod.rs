@@ -13,6 +13,7 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
     tauri::generate_handler![
         context::current_view,
         context::set_paused,
+        context::app_reports,
         history::history_page,
         history::history_detail,
         history::history_reopen,

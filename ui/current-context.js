@@ -126,7 +126,11 @@ async function showReport(item, link) {
     row("Answers", `${card.acknowledged} acknowledged, ${card.refused} refused, ${card.timed_out} missed`);
     row("Answer time", `p50 ${ms(card.answer_p50_ms)}, p99 ${ms(card.answer_p99_ms)}`);
     row("Statuses", statuses || "none yet");
-    row("Leases run out", String(card.lease_expired));
+    const least = card.least_lease_left_seconds;
+    row(
+      "Leases",
+      `${card.renewals} renewed${least == null ? "" : ` (at least ${least} s left)`}, ${card.lease_expired} ran out`,
+    );
     row("Dropped by the hub", String(card.dropped));
   }
   item.append(report);

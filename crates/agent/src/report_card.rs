@@ -44,6 +44,11 @@ pub struct AppReport {
     /// Time from sending an event to its answer, over its latest answers (milliseconds).
     pub answer_p50_ms: Option<f64>,
     pub answer_p99_ms: Option<f64>,
+    /// Times it renewed a subscription before its lease ran out.
+    pub renewals: u64,
+    /// The least lease time it had left when it renewed (seconds): near 0, it renews at the
+    /// last moment and a slow network makes it lapse.
+    pub least_lease_left_seconds: Option<u64>,
     /// Subscriptions that ended because it did not renew them in time.
     pub lease_expired: u64,
     /// Times the hub dropped it (unresponsive, or too slow to keep up).
@@ -100,6 +105,17 @@ impl ReportCards {
                 }
                 Delivery::TimedOut => card.report.timed_out += 1,
             }),
+            EngineEvent::Renewed {
+                subscriber,
+                lease_left,
+            } => self.with(subscriber, |card| {
+                card.report.renewals += 1;
+                if let Some(left) = lease_left {
+                    let left = left.as_secs();
+                    let least = card.report.least_lease_left_seconds.get_or_insert(left);
+                    *least = (*least).min(left);
+                }
+            }),
             _ => {}
         }
     }
@@ -130,6 +146,8 @@ impl ReportCards {
                 statuses: BTreeMap::new(),
                 answer_p50_ms: None,
                 answer_p99_ms: None,
+                renewals: 0,
+                least_lease_left_seconds: None,
                 lease_expired: 0,
                 dropped: 0,
             },
@@ -250,6 +268,12 @@ mod tests {
             },
         ));
         cards.observe(&delivery(&pacs, Delivery::TimedOut));
+        for left in [120, 30] {
+            cards.observe(&EngineEvent::Renewed {
+                subscriber: pacs.clone(),
+                lease_left: Some(Duration::from_secs(left)),
+            });
+        }
         cards.observe(&link(LinkState::Gone(LinkEnd::LeaseExpired)));
         let reports = cards.reports();
         assert_eq!(reports.len(), 1);
@@ -263,6 +287,7 @@ mod tests {
         assert_eq!(r.statuses, BTreeMap::from([(200, 100), (409, 1)]));
         assert_eq!(r.answer_p50_ms, Some(51.0));
         assert_eq!(r.answer_p99_ms, Some(100.0));
+        assert_eq!((r.renewals, r.least_lease_left_seconds), (2, Some(30)));
         assert_eq!(r.lease_expired, 1);
     }
 

@@ -8,6 +8,14 @@ use std::time::Duration;
 #[tokio::test]
 async fn resubscribing_replaces_the_event_set() {
     let hub = Hub::start().await;
+    // Observers are told of each renewal, with the lease the app had left.
+    let renewals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = renewals.clone();
+    hub.engine.observe(std::sync::Arc::new(move |event| {
+        if let lockstep_hub::EngineEvent::Renewed { lease_left, .. } = event {
+            seen.lock().unwrap().push(*lease_left);
+        }
+    }));
     let token = hub.token("app").await;
     let mut sub = hub.subscriber_with_token(&token, "Patient-open").await;
     let form = [
@@ -25,6 +33,12 @@ async fn resubscribing_replaces_the_event_set() {
     );
     // The live socket is told the new grant.
     assert_eq!(sub.next().await["hub.events"], "ImagingStudy-open");
+    let renewed = renewals.lock().unwrap().clone();
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert!(
+        renewed[0].is_some_and(|left| left > Duration::from_secs(60)),
+        "{renewed:?}"
+    );
 
     hub.publish(
         &token,

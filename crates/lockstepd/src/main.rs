@@ -228,7 +228,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                 return Ok(());
             }
             println!(
-                "{:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6}  statuses",
+                "{:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}  statuses",
                 "app",
                 "subs",
                 "conn",
@@ -237,7 +237,8 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                 "missed",
                 "p50 ms",
                 "p99 ms",
-                "lease",
+                "renew",
+                "lapsed",
                 "drops"
             );
             let ms = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format!("{ms:.1}"));
@@ -249,7 +250,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                 let statuses: Vec<String> =
                     r.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
                 println!(
-                    "{name:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6}  {}",
+                    "{name:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}  {}",
                     r.subscribed,
                     r.connected,
                     r.acknowledged,
@@ -257,6 +258,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                     r.timed_out,
                     ms(r.answer_p50_ms),
                     ms(r.answer_p99_ms),
+                    r.renewals,
                     r.lease_expired,
                     r.dropped,
                     statuses.join(" ")

@@ -101,6 +101,8 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 .topic(&**topic),
             );
         }
+        // Counted on the app's report card; nothing to audit.
+        EngineEvent::Renewed { .. } => {}
         EngineEvent::Paused { topic, paused } => {
             let detail = if *paused {
                 "following paused: context changes are refused until resumed"

@@ -90,6 +90,12 @@ pub enum EngineEvent {
         event_name: &'static str,
         outcome: Delivery,
     },
+    /// A subscriber renewed its subscription (subscribed again on its endpoint), with this
+    /// much of its lease left (`None` before its socket opened). Observers only, as deliveries.
+    Renewed {
+        subscriber: Arc<SubscriberInfo>,
+        lease_left: Option<Duration>,
+    },
     /// The clinician paused or resumed following.
     Paused { topic: Arc<str>, paused: bool },
     /// The hub sent a SyncError (one it generated, or one a subscriber posted).

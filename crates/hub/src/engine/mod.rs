@@ -160,7 +160,7 @@ impl Engine {
             observer(&event);
         }
         match event {
-            EngineEvent::Delivery { .. } => {}
+            EngineEvent::Delivery { .. } | EngineEvent::Renewed { .. } => {}
             // No listener is not an error: the headless agent may run without one.
             EngineEvent::ContextChanged { .. } => {
                 let _ = self.inner.listeners.send(event);

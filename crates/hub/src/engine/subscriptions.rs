@@ -80,6 +80,7 @@ impl Engine {
             let info = Arc::make_mut(&mut sub.info);
             info.own_name = own_name;
             info.events = frames_events(&sub.events);
+            let mut lease_left = None;
             match &mut sub.link {
                 Link::Pending { .. } => {}
                 Link::Connected {
@@ -87,6 +88,7 @@ impl Engine {
                     lease_deadline,
                     ..
                 } => {
+                    lease_left = Some(lease_deadline.saturating_duration_since(Instant::now()));
                     *lease_deadline = Instant::now() + lease;
                     self.inner.alarm.by(*lease_deadline);
                     let confirmation =
@@ -94,6 +96,10 @@ impl Engine {
                     let _ = frames.try_send(confirmation.into());
                 }
             }
+            self.emit(EngineEvent::Renewed {
+                subscriber: sub.info.clone(),
+                lease_left,
+            });
             return Ok(SubscribeOutcome { endpoint });
         }
 

@@ -132,6 +132,11 @@ async function showReport(item, link) {
       `${card.renewals} renewed${least == null ? "" : ` (at least ${least} s left)`}, ${card.lease_expired} ran out`,
     );
     row("Dropped by the hub", String(card.dropped));
+    const refusedRequests = Object.entries(card.requests_refused)
+      .map(([s, n]) => `${s}×${n}`)
+      .join(" ");
+    row("Its requests refused", refusedRequests || "none");
+    if (card.last_refusal) row("Last refused because", card.last_refusal);
   }
   item.append(report);
 }

@@ -114,6 +114,12 @@ impl Agent {
             let audit = audit.clone();
             Arc::new(move |client_id, outcome| audit.token(client_id, outcome))
         });
+        state.on_refused = Some({
+            let cards = report_cards.clone();
+            Arc::new(move |grant, status, why| {
+                cards.refused(&grant.client_id, &grant.client_name, status, why)
+            })
+        });
         let hub_url = state.hub_url();
 
         let desktop = Desktop::start(

@@ -53,6 +53,19 @@ pub struct AppReport {
     pub lease_expired: u64,
     /// Times the hub dropped it (unresponsive, or too slow to keep up).
     pub dropped: u64,
+    /// Its requests to the hub that were refused (a malformed event, a conflict, a scope it
+    /// lacks), by status: counted for the app's client, on each of its cards.
+    pub requests_refused: BTreeMap<u16, u64>,
+    /// Why the latest was refused, in the hub's words.
+    pub last_refusal: Option<String>,
+}
+
+/// A client's refused requests.
+#[derive(Debug, Default, Clone)]
+struct Refused {
+    name: String,
+    by_status: BTreeMap<u16, u64>,
+    last: Option<String>,
 }
 
 #[derive(Debug)]
@@ -68,7 +81,12 @@ struct Card {
 #[derive(Debug, Default)]
 pub struct ReportCards {
     cards: Mutex<HashMap<(String, String), Card>>,
+    /// By client id.
+    refused: Mutex<HashMap<String, Refused>>,
 }
+
+/// How much of a refusal's words a card keeps.
+const REFUSAL_WORDS: usize = 240;
 
 impl ReportCards {
     /// Counts one engine decision; called synchronously by the engine.
@@ -150,6 +168,8 @@ impl ReportCards {
                 least_lease_left_seconds: None,
                 lease_expired: 0,
                 dropped: 0,
+                requests_refused: BTreeMap::new(),
+                last_refusal: None,
             },
             answers: VecDeque::new(),
             state: None,
@@ -157,8 +177,28 @@ impl ReportCards {
         update(card);
     }
 
+    /// A request of `client_id` (registered as `name`) the hub refused with `status`.
+    pub fn refused(&self, client_id: &str, name: &str, status: u16, why: &str) {
+        if client_id.starts_with(lockstep_bridges::CLIENT_ID_PREFIX) {
+            return;
+        }
+        let mut refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = refused.entry(client_id.to_owned()).or_default();
+        entry.name = name.to_owned();
+        *entry.by_status.entry(status).or_default() += 1;
+        entry.last = Some(why.chars().take(REFUSAL_WORDS).collect());
+    }
+
     /// Every app's card, by registered name.
     pub fn reports(&self) -> Vec<AppReport> {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let cards = self
             .cards
             .lock()
@@ -167,6 +207,10 @@ impl ReportCards {
             .values()
             .map(|card| {
                 let mut report = card.report.clone();
+                if let Some(r) = refused.get(&report.client_id) {
+                    report.requests_refused = r.by_status.clone();
+                    report.last_refusal = r.last.clone();
+                }
                 let mut answers: Vec<u32> = card.answers.iter().copied().collect();
                 answers.sort_unstable();
                 report.answer_p50_ms = percentile(&answers, 0.50);
@@ -174,6 +218,30 @@ impl ReportCards {
                 report
             })
             .collect();
+        // A client that only requests (a worklist that never subscribes) has a card too.
+        for (client_id, r) in &refused {
+            if !reports.iter().any(|report| report.client_id == *client_id) {
+                reports.push(AppReport {
+                    client_id: client_id.clone(),
+                    name: r.name.clone(),
+                    own_name: None,
+                    subscribed: 0,
+                    connected: 0,
+                    acknowledged: 0,
+                    refused: 0,
+                    timed_out: 0,
+                    statuses: BTreeMap::new(),
+                    answer_p50_ms: None,
+                    answer_p99_ms: None,
+                    renewals: 0,
+                    least_lease_left_seconds: None,
+                    lease_expired: 0,
+                    dropped: 0,
+                    requests_refused: r.by_status.clone(),
+                    last_refusal: r.last.clone(),
+                });
+            }
+        }
         reports.sort_by(|a, b| (&a.name, &a.own_name).cmp(&(&b.name, &b.own_name)));
         reports
     }

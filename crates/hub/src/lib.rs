@@ -23,6 +23,6 @@ mod socket;
 pub use auth::{Authority, ClientRegistration, TokenGrant};
 pub use engine::{CurrentContext, Delivery, Engine, EngineEvent, Observer, SubscriberInfo};
 pub use link::{LinkEnd, LinkState, SocketEnd};
-pub use server::{Authenticated, HubState, OnRecord, OnToken, Refusal, router, serve};
+pub use server::{Authenticated, HubState, OnRecord, OnRefused, OnToken, Refusal, router, serve};
 pub use settings::HubSettings;
 pub use tls::{TlsConfig, TlsError};

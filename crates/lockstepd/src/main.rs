@@ -247,8 +247,19 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                     Some(own) => format!("{} (\"{own}\")", r.name),
                     None => r.name.clone(),
                 };
-                let statuses: Vec<String> =
-                    r.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+                let counts = |by: &std::collections::BTreeMap<u16, u64>| {
+                    by.iter()
+                        .map(|(s, n)| format!("{s}×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let mut statuses = counts(&r.statuses);
+                if !r.requests_refused.is_empty() {
+                    statuses.push_str(&format!(
+                        "; its requests refused: {}",
+                        counts(&r.requests_refused)
+                    ));
+                }
                 println!(
                     "{name:<28} {:>5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}  {}",
                     r.subscribed,
@@ -261,7 +272,7 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                     r.renewals,
                     r.lease_expired,
                     r.dropped,
-                    statuses.join(" ")
+                    statuses
                 );
             }
             Ok(())

@@ -57,6 +57,9 @@ async fn the_report_card_shows_each_app_s_answers() {
         viewer.acknowledge(&id, status).await.unwrap();
     }
 
+    // A malformed request of the RIS's: refused, and on its card.
+    assert!(ris.publish("Patient-open", json!([]), None).await.is_err());
+
     // Read until the last answer is counted (the socket task handles it after the frame left).
     let mut card = Value::Null;
     for _ in 0..100 {
@@ -86,6 +89,23 @@ async fn the_report_card_shows_each_app_s_answers() {
     assert_eq!(card["refused"], 1);
     assert_eq!(card["statuses"], json!({ "200": 2, "409": 1 }));
     assert!(card["answer_p99_ms"].as_f64().is_some());
+    let out = daemon.verb("engineer", "engineer-secret", &["apps", "--json"]);
+    let cards: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ris_card = cards
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "RIS")
+        .cloned()
+        .expect("a card for the RIS, which only requests");
+    assert_eq!(ris_card["requests_refused"], json!({ "400": 1 }));
+    assert!(
+        ris_card["last_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("patient"),
+        "{ris_card}"
+    );
 
     let table = daemon.verb("engineer", "engineer-secret", &["apps"]);
     let table = String::from_utf8_lossy(&table.stdout).into_owned();

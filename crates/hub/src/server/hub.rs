@@ -65,11 +65,27 @@ pub(super) async fn hub_post(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
-    let raw = read_body(raw, &state)?;
-    match classify(&headers, &raw)? {
-        HubPost::Subscription(req) => subscribe(&state, &grant, req),
-        HubPost::ContextChange(change) => publish(&state, &grant, change).await,
+    let answered = async {
+        let raw = read_body(raw, &state)?;
+        match classify(&headers, &raw)? {
+            HubPost::Subscription(req) => subscribe(&state, &grant, req),
+            HubPost::ContextChange(change) => publish(&state, &grant, change).await,
+        }
     }
+    .await;
+    told_if_refused(&state, &grant, answered)
+}
+
+/// Tells [`HubState::on_refused`] of a refusal, and passes the answer on.
+fn told_if_refused(
+    state: &HubState,
+    grant: &TokenGrant,
+    answered: Result<Response, Refusal>,
+) -> Result<Response, Refusal> {
+    if let (Err(refusal), Some(on_refused)) = (&answered, &state.on_refused) {
+        on_refused(grant, refusal.status().as_u16(), refusal.message());
+    }
+    answered
 }
 
 pub(super) async fn topic_post(
@@ -78,14 +94,18 @@ pub(super) async fn topic_post(
     Path(topic): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
-    let raw = read_body(raw, &state)?;
-    let change = ContextChange::parse(&raw).map_err(Refusal::bad_request)?;
-    if change.topic != topic {
-        return Err(Refusal::bad_request(
-            "the topic in the URL differs from event.hub.topic",
-        ));
+    let answered = async {
+        let raw = read_body(raw, &state)?;
+        let change = ContextChange::parse(&raw).map_err(Refusal::bad_request)?;
+        if change.topic != topic {
+            return Err(Refusal::bad_request(
+                "the topic in the URL differs from event.hub.topic",
+            ));
+        }
+        publish(&state, &grant, change).await
     }
-    publish(&state, &grant, change).await
+    .await;
+    told_if_refused(&state, &grant, answered)
 }
 
 pub(super) fn subscribe(

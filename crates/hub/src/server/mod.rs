@@ -79,6 +79,9 @@ pub struct HubState {
     pub on_record: Option<OnRecord>,
     /// Told of every token request's outcome (the agent's audit trail); `None` tells no one.
     pub on_token: Option<OnToken>,
+    /// Told of every authenticated request to the hub endpoints that is refused (a malformed
+    /// event, a conflict, a scope it lacks): the agent's report cards.
+    pub on_refused: Option<OnRefused>,
     /// Per-client request rates (`hub.requests_per_second_per_client`).
     pub limits: Arc<Limits>,
     /// The subscriber sockets still open (a stopping hub lets them finish closing).
@@ -92,6 +95,10 @@ pub struct HubState {
 /// and the granted scopes or why it was refused. Called on the request's task: it must not
 /// block.
 pub type OnToken = Arc<dyn Fn(&str, Result<&str, &str>) + Send + Sync>;
+
+/// See [`HubState::on_refused`]: the client, the status it was answered, and why. Called on
+/// the request's task: it must not block.
+pub type OnRefused = Arc<dyn Fn(&TokenGrant, u16, &str) + Send + Sync>;
 
 /// See [`HubState::on_record`].
 pub type OnRecord =
@@ -129,6 +136,7 @@ impl HubState {
             extension: Router::new(),
             on_record: None,
             on_token: None,
+            on_refused: None,
             limits,
             sockets: OpenSockets::default(),
             tls: None,

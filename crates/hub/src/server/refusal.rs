@@ -33,6 +33,16 @@ impl Refusal {
         }
     }
 
+    /// The status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Why, as the developer reads it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn bad_request(message: impl std::fmt::Display) -> Self {
         Refusal::new(StatusCode::BAD_REQUEST, message.to_string())
     }

@@ -60,6 +60,31 @@ pub struct AppReport {
     pub last_refusal: Option<String>,
 }
 
+impl AppReport {
+    /// A card with nothing observed yet.
+    fn new(client_id: &str, name: &str, own_name: Option<String>) -> Self {
+        AppReport {
+            client_id: client_id.to_owned(),
+            name: name.to_owned(),
+            own_name,
+            subscribed: 0,
+            connected: 0,
+            acknowledged: 0,
+            refused: 0,
+            timed_out: 0,
+            statuses: BTreeMap::new(),
+            answer_p50_ms: None,
+            answer_p99_ms: None,
+            renewals: 0,
+            least_lease_left_seconds: None,
+            lease_expired: 0,
+            dropped: 0,
+            requests_refused: BTreeMap::new(),
+            last_refusal: None,
+        }
+    }
+}
+
 /// A client's refused requests.
 #[derive(Debug, Default, Clone)]
 struct Refused {
@@ -152,25 +177,11 @@ impl ReportCards {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let card = cards.entry(key).or_insert_with(|| Card {
-            report: AppReport {
-                client_id: info.client_id.clone(),
-                name: info.registered_name.clone(),
-                own_name: info.other_name().map(str::to_owned),
-                subscribed: 0,
-                connected: 0,
-                acknowledged: 0,
-                refused: 0,
-                timed_out: 0,
-                statuses: BTreeMap::new(),
-                answer_p50_ms: None,
-                answer_p99_ms: None,
-                renewals: 0,
-                least_lease_left_seconds: None,
-                lease_expired: 0,
-                dropped: 0,
-                requests_refused: BTreeMap::new(),
-                last_refusal: None,
-            },
+            report: AppReport::new(
+                &info.client_id,
+                &info.registered_name,
+                info.other_name().map(str::to_owned),
+            ),
             answers: VecDeque::new(),
             state: None,
         });
@@ -222,23 +233,9 @@ impl ReportCards {
         for (client_id, r) in &refused {
             if !reports.iter().any(|report| report.client_id == *client_id) {
                 reports.push(AppReport {
-                    client_id: client_id.clone(),
-                    name: r.name.clone(),
-                    own_name: None,
-                    subscribed: 0,
-                    connected: 0,
-                    acknowledged: 0,
-                    refused: 0,
-                    timed_out: 0,
-                    statuses: BTreeMap::new(),
-                    answer_p50_ms: None,
-                    answer_p99_ms: None,
-                    renewals: 0,
-                    least_lease_left_seconds: None,
-                    lease_expired: 0,
-                    dropped: 0,
                     requests_refused: r.by_status.clone(),
                     last_refusal: r.last.clone(),
+                    ..AppReport::new(client_id, &r.name, None)
                 });
             }
         }

@@ -2,6 +2,8 @@
 //! local HTTP server receives it) and a RIS exchanging files (real folders), with real apps
 //! on the hub over HTTP and WebSocket; link states, the audit trail and reload.
 
+#[path = "../../bridges/tests/common/ccow.rs"]
+mod ccow;
 #[path = "../../bridges/tests/common/viewer.rs"]
 mod viewer;
 
@@ -302,30 +304,6 @@ fn the_readme_shows_the_ccow_example_verbatim() {
     );
 }
 
-/// One CCOW call in the query-string form; the reply's fields.
-async fn ccow(base: &str, interface: &str, method: &str, args: &[(&str, &str)]) -> String {
-    let mut query = vec![("interface", interface), ("method", method)];
-    query.extend_from_slice(args);
-    let reply = reqwest::Client::new()
-        .get(base)
-        .query(&query)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!reply.contains("exception="), "{method}: {reply}");
-    reply
-}
-
-fn field<'a>(reply: &'a str, name: &str) -> &'a str {
-    reply
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} in {reply}"))
-}
-
 #[tokio::test]
 async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,14 +336,16 @@ async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes(
     let mut patients = pacs.subscribe("Patient-open", None).await.unwrap();
 
     // An application with no callback (it is never surveyed) joins and commits a patient.
-    let joined = ccow(
-        &base,
-        "ContextManager",
-        "JoinCommonContext",
-        &[("applicationName", "EHR#"), ("survey", "false")],
-    )
-    .await;
-    let ehr = field(&joined, "participantCoupon").to_owned();
+    let cm = ccow::CcowClient::new(&base);
+    let joined = cm
+        .get(
+            "ContextManager",
+            "JoinCommonContext",
+            &[("applicationName", "EHR#"), ("survey", "false")],
+        )
+        .await
+        .unwrap();
+    let ehr = joined.require("participantCoupon").unwrap().to_owned();
     let mut links = agent.watch_links();
     let listed = tokio::time::timeout(
         PATIENCE,
@@ -382,45 +362,15 @@ async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes(
     assert_eq!(link.kind, LinkKind::App);
     assert_eq!(link.state, LinkState::Following);
 
-    let started = ccow(
-        &base,
-        "ContextManager",
-        "StartContextChanges",
-        &[("participantCoupon", &ehr)],
-    )
-    .await;
-    let tx = field(&started, "contextCoupon").to_owned();
-    ccow(
-        &base,
-        "ContextData",
-        "SetItemValues",
-        &[
-            ("participantCoupon", &ehr),
-            ("contextCoupon", &tx),
-            ("itemNames", "Patient.Id.MRN.GENHOSP|Patient.Co.PatientName"),
-            ("itemValues", "MRN-1001|O'BRIEN^ZOË"),
-        ],
-    )
-    .await;
-    let ended = ccow(
-        &base,
-        "ContextManager",
-        "EndContextChanges",
-        &[("participantCoupon", &ehr), ("contextCoupon", &tx)],
-    )
-    .await;
-    assert_eq!(field(&ended, "noContinue"), "false");
-    ccow(
-        &base,
-        "ContextManager",
-        "PublishChangesDecision",
-        &[
-            ("participantCoupon", &ehr),
-            ("contextCoupon", &tx),
-            ("decision", "accept"),
-        ],
-    )
-    .await;
+    let (tx, no_continue, _) = cm
+        .change(
+            &ehr,
+            "Patient.Id.MRN.GENHOSP|Patient.Co.PatientName",
+            "MRN-1001|O'BRIEN^ZOË",
+        )
+        .await;
+    assert!(!no_continue);
+    cm.decide(&ehr, &tx, "accept").await;
     let frame = tokio::time::timeout(PATIENCE, patients.next_frame())
         .await
         .expect("the Patient-open")
@@ -437,13 +387,13 @@ async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes(
         .unwrap();
     assert_eq!(history[0].app, "EHR (via CCOW)");
 
-    ccow(
-        &base,
+    cm.get(
         "ContextManager",
         "LeaveCommonContext",
         &[("participantCoupon", &ehr)],
     )
-    .await;
+    .await
+    .unwrap();
     tokio::time::timeout(
         PATIENCE,
         links.wait_for(|l| !l.iter().any(|v| v.name == "EHR")),

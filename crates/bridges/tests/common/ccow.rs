@@ -1,6 +1,7 @@
 //! CCOW participants written as test programs: a real callback server that answers the survey
 //! as it is told to and records what it hears, and the calls a CCOW application makes on a
 //! context manager.
+#![allow(dead_code)] // shared by the bridges', the agent's and lockstepd's tests, each using its part
 
 use axum::Router;
 use axum::extract::{Query, State};

@@ -120,5 +120,6 @@ async fn the_report_card_shows_each_app_s_answers() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    viewer.close().await.unwrap();
     assert!(daemon.terminate().success());
 }

@@ -147,5 +147,11 @@ async fn a_ccow_application_and_a_fhircast_app_follow_each_other_through_lockste
         current["context"][0]["resource"]["identifier"][0]["value"],
         "200001"
     );
-    assert!(daemon.terminate().success());
+    ris_feed.close().await.unwrap();
+    // Stopped off the test's runtime, which keeps serving the EHR's callback (it is told the
+    // common context ended).
+    let status = tokio::task::spawn_blocking(move || daemon.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
 }

@@ -286,11 +286,7 @@ impl ManagerServer {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let limit = shared.settings.survey_timeout;
-            let answered =
-                tokio::time::timeout(limit, callback(&shared.http, &notice, Method::Ping))
-                    .await
-                    .map_err(|_| "did not answer in time".to_owned())
-                    .and_then(|answer| answer);
+            let answered = callback(&shared.http, &notice, Method::Ping, limit).await;
             if let Err(why) = answered {
                 tracing::warn!(
                     "CCOW: {} does not answer its callback: {why}",
@@ -321,9 +317,11 @@ impl ManagerServer {
             let shared = self.shared.clone();
             calls.spawn(async move {
                 let limit = shared.settings.survey_timeout;
-                let _ = tokio::time::timeout(
+                let _ = callback(
+                    &shared.http,
+                    &notice,
+                    Method::CommonContextTerminated,
                     limit,
-                    callback(&shared.http, &notice, Method::CommonContextTerminated),
                 )
                 .await;
                 shared
@@ -396,19 +394,23 @@ impl ManagerServer {
                 (notice, answer)
             });
         }
+        // The session answers as a participant would; it cannot follow at all, so its dissent
+        // stops the change.
+        let session_dissent = match ask_session.then(|| shared.session.survey(&proposed)) {
+            Some(Err(why)) => Some((
+                Participant {
+                    coupon: 0,
+                    application: "FHIRcast session".into(),
+                    url: None,
+                    survey: true,
+                    wait: true,
+                    suspended: false,
+                },
+                Answer::Failed(why),
+            )),
+            _ => None,
+        };
         let mut answers: Vec<(Participant, Answer)> = Vec::new();
-        if let Some(Err(why)) = ask_session.then(|| shared.session.survey(&proposed)) {
-            let session = Participant {
-                coupon: 0,
-                application: "FHIRcast session".into(),
-                url: None,
-                survey: true,
-                wait: true,
-                suspended: false,
-            };
-            // The session cannot follow at all: the change must not go ahead.
-            answers.push((session, Answer::Failed(why)));
-        }
         while let Some(done) = calls.join_next().await {
             let Ok((notice, answer)) = done else { continue };
             let Ok(p) = shared
@@ -428,11 +430,9 @@ impl ManagerServer {
                 Answer::Silent => ParticipantEvent::Silent,
                 Answer::Failed(why) => ParticipantEvent::Refused(why.clone()),
             };
-            if p.coupon != 0 {
-                shared.session.participant(p, event);
-            }
+            shared.session.participant(p, event);
         }
-        let result = survey_result(answers.iter().map(|(p, a)| (p, a)));
+        let result = survey_result(session_dissent.iter().chain(&answers).map(|(p, a)| (p, a)));
         if !result.responses.is_empty() {
             tracing::info!(
                 "CCOW survey of context {context}: {}",
@@ -477,11 +477,7 @@ impl ManagerServer {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let limit = shared.settings.survey_timeout;
-                let told_in_time =
-                    tokio::time::timeout(limit, callback(&shared.http, &notice, method))
-                        .await
-                        .unwrap_or_else(|_| Err("did not answer in time".into()));
-                match told_in_time {
+                match callback(&shared.http, &notice, method, limit).await {
                     Ok(_) if accept => shared
                         .session
                         .participant(&told, ParticipantEvent::Followed),
@@ -490,7 +486,7 @@ impl ManagerServer {
                         tracing::warn!("CCOW: {} to {} failed: {why}", method.name(), notice.url);
                         shared
                             .session
-                            .participant(&told, ParticipantEvent::Refused(why));
+                            .participant(&told, ParticipantEvent::Refused(why.to_string()));
                     }
                 }
             });
@@ -516,8 +512,38 @@ fn matches_item(wanted: &str, name: &str) -> bool {
     }
 }
 
-/// Calls `method` on a participant's callback URL; its reply's fields, or why not.
+/// Why a participant's callback gave no reply.
+#[derive(Debug)]
+enum Unanswered {
+    /// Nothing within the survey timeout.
+    Late,
+    Failed(String),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Late => f.write_str("did not answer in time"),
+            Unanswered::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Calls `method` on a participant's callback URL, waiting at most `limit` (the survey
+/// timeout bounds every call to a participant); its reply's fields, or why not.
 async fn callback(
+    http: &reqwest::Client,
+    notice: &Notice,
+    method: Method,
+    limit: Duration,
+) -> Result<super::wire::Args, Unanswered> {
+    tokio::time::timeout(limit, call_participant(http, notice, method))
+        .await
+        .map_err(|_| Unanswered::Late)?
+        .map_err(Unanswered::Failed)
+}
+
+async fn call_participant(
     http: &reqwest::Client,
     notice: &Notice,
     method: Method,
@@ -539,10 +565,10 @@ async fn callback(
 }
 
 async fn ask_pending(http: &reqwest::Client, notice: &Notice, limit: Duration) -> Answer {
-    match tokio::time::timeout(limit, callback(http, notice, Method::ContextChangesPending)).await {
-        Err(_) => Answer::Silent,
-        Ok(Err(why)) => Answer::Failed(why),
-        Ok(Ok(fields)) => Answer::from_decision(fields.get("decision"), fields.get("reason")),
+    match callback(http, notice, Method::ContextChangesPending, limit).await {
+        Err(Unanswered::Late) => Answer::Silent,
+        Err(Unanswered::Failed(why)) => Answer::Failed(why),
+        Ok(fields) => Answer::from_decision(fields.get("decision"), fields.get("reason")),
     }
 }
 

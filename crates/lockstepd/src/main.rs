@@ -9,6 +9,8 @@ use lockstep_agent::history::AuditFormat;
 use lockstep_agent::{Config, config::ConfigSources};
 use std::path::PathBuf;
 
+mod conformance;
+
 #[derive(Parser)]
 #[command(
     name = "lockstepd",
@@ -106,6 +108,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Check any FHIRcast 3.0.0 hub against the spec's observable hub requirements; exits 1
+    /// when a SHALL fails.
+    Conformance(Box<conformance::ConformanceArgs>),
     /// The audit trail: verify its hash chain, or export it.
     Audit {
         #[command(subcommand)]
@@ -136,6 +141,10 @@ enum ExportFormat {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The checker is a client of some hub: it needs no configuration of this agent.
+    if let Some(Command::Conformance(args)) = cli.command {
+        return conformance::run(*args);
+    }
     let config = match Config::load_from(&ConfigSources::standard(
         cli.config.as_deref(),
         cli.overrides.clone(),
@@ -170,6 +179,7 @@ fn main() -> std::process::ExitCode {
 
 async fn execute(command: Command, config: Config, sources: ConfigSources) -> anyhow::Result<()> {
     match command {
+        Command::Conformance(_) => unreachable!("run before the configuration is read"),
         Command::Run => lockstep_agent::run_until_signal_reloading(config, Some(sources)).await,
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());

@@ -67,7 +67,13 @@ pub(super) async fn guard_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let limit = state.engine.settings().max_body_bytes;
-    if declared.is_some_and(|bytes| bytes > limit as u64) {
+    if let Some(bytes) = declared.filter(|bytes| *bytes > limit as u64) {
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue && bytes <= lingering_limit(limit) {
+            discard(request.into_body()).await;
+        }
         return text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than this hub accepts ({limit} bytes)"),
@@ -90,6 +96,21 @@ pub(super) async fn guard_request(
         }
     }
     next.run(request).await
+}
+
+/// The largest refused body the hub still reads (and drops) before answering 413. A client
+/// already sending a body it announced would otherwise have its connection reset under it
+/// and never read the answer: it would see a broken connection, not "too large". Beyond this
+/// (an abuser's gigabyte), the hub answers at once and lets the connection break.
+fn lingering_limit(limit: usize) -> u64 {
+    (limit as u64).saturating_mul(16).max(16 * 1024 * 1024)
+}
+
+/// Reads a body to its end and drops it, a frame at a time (the request deadline bounds it).
+async fn discard(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut frames = body.into_data_stream();
+    while let Some(Ok(_)) = frames.next().await {}
 }
 
 /// CORS for the configured web origins only; none by default.

@@ -158,7 +158,7 @@ async fn relayed(probe: &Probe, event: &Value) -> Result<Value, Finding> {
     let subscription = probe.subscribe(&probe.first, &name).await?;
     probe.publish_event(&probe.second, event).await?;
     subscription
-        .notification_for(event, probe.timing.arrival)
+        .notification_of(&name, probe.timing.arrival)
         .await
 }
 

@@ -8,7 +8,7 @@ CARGO ?= cargo
 # bus, so tests side by side never share a window, the keyboard focus or a tray menu.
 HEADLESS_GUI := xvfb-run -a dbus-run-session --
 
-.PHONY: run test build fmt lint deps screenshots
+.PHONY: run test build fmt lint deps screenshots package
 
 deps:
 	scripts/install-deps
@@ -18,6 +18,14 @@ run: deps
 
 test: deps lint
 	$(HEADLESS_GUI) $(CARGO) nextest run --workspace
+	scripts/test-msi
+	$(MAKE) --no-print-directory package
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/test-package; \
+	else echo "make test: not root, so the package was built and linted but not installed (scripts/test-package)"; fi
+
+# The Debian package (release builds), checked by lintian: target/package/lockstep_<version>_<arch>.deb
+package: deps
+	scripts/package-deb
 
 # The windows as the README shows them, taken by the end-to-end tests.
 screenshots: deps

@@ -59,6 +59,9 @@ fn set(app: &AppHandle, enabled: bool) -> Result<(), tauri_plugin_autostart::Err
 }
 
 /// The freedesktop.org autostart entry: `$XDG_CONFIG_HOME/autostart/org.lockstep.agent.desktop`.
+/// The Debian package installs a machine entry of the same name in `/etc/xdg/autostart` that
+/// runs `lockstep --at-login` (which exits unless the setting is on); a user's entry of the same
+/// name takes its place, as the XDG autostart specification says.
 #[cfg(target_os = "linux")]
 mod xdg {
     use std::path::{Path, PathBuf};

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Run the agent without the tray, even when a display is available.
     #[arg(long)]
     pub headless: bool,
+    /// Started by the machine's autostart entry at sign-in: exit at once unless the
+    /// `desktop.start_at_login` setting (the user's, or site policy) is on.
+    #[arg(long)]
+    pub at_login: bool,
 }
 
 impl Cli {
@@ -48,6 +52,10 @@ impl Cli {
 
 /// Runs the tray app, or the headless agent when asked to or when there is no display.
 pub fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
+    if cli.at_login && !config.desktop.start_at_login {
+        tracing::info!("started at sign-in, but desktop.start_at_login is off: not starting");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lockstep")

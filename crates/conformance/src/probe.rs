@@ -182,39 +182,39 @@ impl Subscription {
         event_name: &str,
         within: Duration,
     ) -> Result<Value, Finding> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await {
-                Arrival::Text {
-                    json: Some(frame), ..
-                } if event_of(&frame).eq_ignore_ascii_case(event_name) => return Ok(frame),
-                Arrival::Text { .. } | Arrival::Binary(_) => continue,
-                other => {
-                    return Err(Finding::fail(format!(
-                        "expected a {event_name} notification; got {}",
-                        describe(&other, within)
-                    )));
-                }
-            }
-        }
+        let what = format!("a {event_name} notification");
+        self.first_matching(within, &what, |frame| {
+            event_of(frame).eq_ignore_ascii_case(event_name)
+        })
+        .await
     }
 
     /// The notification of the request `sent` (same `id`), skipping any other frame.
     pub async fn notification_for(&self, sent: &Value, within: Duration) -> Result<Value, Finding> {
+        let what = format!("the notification of {} ({})", sent["id"], event_of(sent));
+        self.first_matching(within, &what, |frame| frame["id"] == sent["id"])
+            .await
+    }
+
+    /// The first JSON frame within `within` that `wanted` accepts, skipping the others; a
+    /// close or the end of the wait fails, naming `what` was expected.
+    async fn first_matching(
+        &self,
+        within: Duration,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Finding> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
                 Arrival::Text {
                     json: Some(frame), ..
-                } if frame["id"] == sent["id"] => return Ok(frame),
+                } if wanted(&frame) => return Ok(frame),
                 Arrival::Text { .. } | Arrival::Binary(_) => continue,
                 other => {
                     return Err(Finding::fail(format!(
-                        "expected the notification of {} ({}); got {}",
-                        sent["id"],
-                        event_of(sent),
+                        "expected {what}; got {}",
                         describe(&other, within)
                     )));
                 }

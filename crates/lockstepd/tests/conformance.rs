@@ -140,22 +140,22 @@ fn the_table_and_junit_forms_and_the_selection() {
     hub.daemon.terminate();
 }
 
+/// `lockstepd conformance` of the hub at `origin` as the app `checker`, trusting the usual roots.
+fn conformance_of(origin: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+        .args(["conformance", &format!("{origin}/fhircast")])
+        .args(["--token-url", &format!("{origin}/auth/token")])
+        .args(["--client-id", "checker"])
+        .env("LOCKSTEP_CLIENT_SECRET", "checker-secret")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn an_untrusted_hub_or_a_busy_topic_is_left_alone() {
     // Without trusting the hub's certificate, nothing can be checked at all.
     let hub = start();
-    let origin = &hub.daemon.origin;
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstepd"))
-        .args(["conformance", &format!("{origin}/fhircast")])
-        .args([
-            "--token-url",
-            &format!("{origin}/auth/token"),
-            "--client-id",
-            "checker",
-        ])
-        .env("LOCKSTEP_CLIENT_SECRET", "checker-secret")
-        .output()
-        .unwrap();
+    let out = conformance_of(&hub.daemon.origin);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot get a token"));
     hub.daemon.terminate();
@@ -183,18 +183,7 @@ scopes = ["fhircast/*.read", "fhircast/*.write"]
         "{}",
         String::from_utf8_lossy(&send.stderr)
     );
-    let origin = &plain.origin;
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstepd"))
-        .args(["conformance", &format!("{origin}/fhircast")])
-        .args([
-            "--token-url",
-            &format!("{origin}/auth/token"),
-            "--client-id",
-            "checker",
-        ])
-        .env("LOCKSTEP_CLIENT_SECRET", "checker-secret")
-        .output()
-        .unwrap();
+    let out = conformance_of(&plain.origin);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("has a context open (Patient)"), "{stderr}");

@@ -61,23 +61,42 @@ async fn open(probe: &Probe) -> Result<Opened, Finding> {
     })
 }
 
-/// A `DiagnosticReport-update` request for `opened` at `version` with these entries.
-fn update(probe: &Probe, opened: &Opened, version: &Value, entries: Vec<Value>) -> Value {
-    let mut event = probe.event(
-        &probe.second,
-        "DiagnosticReport-update",
-        opened.report.update_context(fhir::bundle(entries)),
-    );
-    if !version.is_null() {
-        event["event"]["context.versionId"] = version.clone();
+impl Opened {
+    /// A `DiagnosticReport-update` request for this report at `version` with these entries
+    /// (`Value::Null`: no version).
+    fn request(&self, probe: &Probe, version: &Value, entries: Vec<Value>) -> Value {
+        let context = self.report.update_context(fhir::bundle(entries));
+        let mut event = probe.event(&probe.second, "DiagnosticReport-update", context);
+        if !version.is_null() {
+            event["event"]["context.versionId"] = version.clone();
+        }
+        event
     }
-    event
-}
 
-fn observation(opened: &Opened) -> (String, Value) {
-    let id = fhir::fresh_id();
-    let resource = fhir::observation(&id, &opened.report.patient_id);
-    (id, fhir::put(resource))
+    /// Applies an update at the version the open was given.
+    async fn apply(&self, probe: &Probe, entries: Vec<Value>) -> CheckResult {
+        let request = self.request(probe, &self.version, entries);
+        probe.publish_event(&probe.second, &request).await
+    }
+
+    /// Closes the report and opens it again.
+    async fn reopen(&self, probe: &Probe) -> CheckResult {
+        let context = self.report.open_context();
+        probe
+            .publish(&probe.second, "DiagnosticReport-close", context.clone())
+            .await?;
+        probe
+            .publish(&probe.second, "DiagnosticReport-open", context)
+            .await
+            .map(|_| ())
+    }
+
+    /// A new measurement of this report's patient, as a PUT entry, and its id.
+    fn observation(&self) -> (String, Value) {
+        let id = fhir::fresh_id();
+        let resource = fhir::observation(&id, &self.report.patient_id);
+        (id, fhir::put(resource))
+    }
 }
 
 /// The current context's `content` Bundle entries, and its version.
@@ -111,20 +130,7 @@ async fn open_carries_a_version(probe: &Probe) -> CheckResult {
 
 async fn versions_unique(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    probe
-        .publish(
-            &probe.second,
-            "DiagnosticReport-close",
-            opened.report.open_context(),
-        )
-        .await?;
-    probe
-        .publish(
-            &probe.second,
-            "DiagnosticReport-open",
-            opened.report.open_context(),
-        )
-        .await?;
+    opened.reopen(probe).await?;
     let again = opened
         .subscription
         .notification_of("DiagnosticReport-open", probe.timing.arrival)
@@ -140,8 +146,8 @@ async fn versions_unique(probe: &Probe) -> CheckResult {
 
 async fn update_accepted_and_versioned(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (_, entry) = observation(&opened);
-    let sent = update(probe, &opened, &opened.version, vec![entry]);
+    let (_, entry) = opened.observation();
+    let sent = opened.request(probe, &opened.version, vec![entry]);
     probe.publish_event(&probe.second, &sent).await?;
     let frame = opened
         .subscription
@@ -179,21 +185,16 @@ async fn update_accepted_and_versioned(probe: &Probe) -> CheckResult {
 
 async fn stale_version_rejected(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (_, entry) = observation(&opened);
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
-        )
-        .await?;
+    let (_, entry) = opened.observation();
+    opened.apply(probe, vec![entry]).await?;
     opened
         .subscription
         .notification_of("DiagnosticReport-update", probe.timing.arrival)
         .await?;
     for stale in [opened.version.clone(), json!(fhir::fresh_id())] {
-        let (_, entry) = observation(&opened);
+        let (_, entry) = opened.observation();
         let answer = probe
-            .post_event(&probe.second, &update(probe, &opened, &stale, vec![entry]))
+            .post_event(&probe.second, &opened.request(probe, &stale, vec![entry]))
             .await?;
         refused(
             &answer,
@@ -208,11 +209,11 @@ async fn stale_version_rejected(probe: &Probe) -> CheckResult {
 
 async fn version_required(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (_, entry) = observation(&opened);
+    let (_, entry) = opened.observation();
     let answer = probe
         .post_event(
             &probe.second,
-            &update(probe, &opened, &Value::Null, vec![entry]),
+            &opened.request(probe, &Value::Null, vec![entry]),
         )
         .await?;
     refused(&answer, "an update without context.versionId")
@@ -221,13 +222,13 @@ async fn version_required(probe: &Probe) -> CheckResult {
 async fn rejected_update_changes_nothing(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
     let (_, before_version, before) = content(probe).await?;
-    let (_, good) = observation(&opened);
+    let (_, good) = opened.observation();
     // Valid first entry, then an entry no hub can apply: nothing of it may stick.
     let bad = json!({ "request": { "method": "PATCH", "url": "Observation/x" } });
     let answer = probe
         .post_event(
             &probe.second,
-            &update(probe, &opened, &before_version, vec![good, bad]),
+            &opened.request(probe, &before_version, vec![good, bad]),
         )
         .await?;
     if answer.is_success() {
@@ -243,13 +244,8 @@ async fn rejected_update_changes_nothing(probe: &Probe) -> CheckResult {
 
 async fn content_in_current_context(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (id, entry) = observation(&opened);
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
-        )
-        .await?;
+    let (id, entry) = opened.observation();
+    opened.apply(probe, vec![entry]).await?;
     let (entries, _, body) = content(probe).await?;
     let bundle = body["context"]
         .as_array()
@@ -272,13 +268,8 @@ async fn content_in_current_context(probe: &Probe) -> CheckResult {
 
 async fn delete_removes(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (id, entry) = observation(&opened);
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
-        )
-        .await?;
+    let (id, entry) = opened.observation();
+    opened.apply(probe, vec![entry]).await?;
     let frame = opened
         .subscription
         .notification_of("DiagnosticReport-update", probe.timing.arrival)
@@ -288,7 +279,7 @@ async fn delete_removes(probe: &Probe) -> CheckResult {
     probe
         .publish_event(
             &probe.second,
-            &update(probe, &opened, &version, vec![fhir::delete(&url)]),
+            &opened.request(probe, &version, vec![fhir::delete(&url)]),
         )
         .await?;
     let (entries, _, _) = content(probe).await?;
@@ -300,12 +291,7 @@ async fn delete_removes(probe: &Probe) -> CheckResult {
 async fn anchor_stays_as_opened(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
     let changed = opened.report.with_status("final");
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![fhir::put(changed)]),
-        )
-        .await?;
+    opened.apply(probe, vec![fhir::put(changed)]).await?;
     let (entries, _, body) = content(probe).await?;
     let anchor = body["context"]
         .as_array()
@@ -334,24 +320,19 @@ async fn content_always_present(probe: &Probe) -> CheckResult {
 
 async fn bad_bundles_rejected(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (_, mut post) = observation(&opened);
+    let (_, mut post) = opened.observation();
     post["request"]["method"] = "POST".into();
-    let mut batch = update(
-        probe,
-        &opened,
-        &opened.version,
-        vec![observation(&opened).1],
-    );
+    let mut batch = opened.request(probe, &opened.version, vec![opened.observation().1]);
     batch["event"]["context"][2]["resource"]["type"] = "batch".into();
-    let (_, twice) = observation(&opened);
+    let (_, twice) = opened.observation();
     let cases = [
         (
-            update(probe, &opened, &opened.version, vec![post]),
+            opened.request(probe, &opened.version, vec![post]),
             "a POST entry",
         ),
         (batch, "a Bundle of type batch"),
         (
-            update(probe, &opened, &opened.version, vec![twice.clone(), twice]),
+            opened.request(probe, &opened.version, vec![twice.clone(), twice]),
             "the same resource twice",
         ),
     ];
@@ -364,9 +345,9 @@ async fn bad_bundles_rejected(probe: &Probe) -> CheckResult {
 
 async fn too_large_refused(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (_, mut entry) = observation(&opened);
+    let (_, mut entry) = opened.observation();
     entry["resource"]["note"] = json!([{ "text": "x".repeat(LARGE_UPDATE_BYTES) }]);
-    let event = update(probe, &opened, &opened.version, vec![entry]);
+    let event = opened.request(probe, &opened.version, vec![entry]);
     let answer = probe.post_event(&probe.second, &event).await?;
     if answer.status == 413 {
         return Ok(());
@@ -408,11 +389,11 @@ async fn non_current_anchor(probe: &Probe) -> CheckResult {
             Report::new().open_context(),
         )
         .await?;
-    let (_, entry) = observation(&opened);
+    let (_, entry) = opened.observation();
     let answer = probe
         .post_event(
             &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
+            &opened.request(probe, &opened.version, vec![entry]),
         )
         .await?;
     refused(
@@ -423,27 +404,9 @@ async fn non_current_anchor(probe: &Probe) -> CheckResult {
 
 async fn close_discards_content(probe: &Probe) -> CheckResult {
     let opened = open(probe).await?;
-    let (id, entry) = observation(&opened);
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
-        )
-        .await?;
-    probe
-        .publish(
-            &probe.second,
-            "DiagnosticReport-close",
-            opened.report.open_context(),
-        )
-        .await?;
-    probe
-        .publish(
-            &probe.second,
-            "DiagnosticReport-open",
-            opened.report.open_context(),
-        )
-        .await?;
+    let (id, entry) = opened.observation();
+    opened.apply(probe, vec![entry]).await?;
+    opened.reopen(probe).await?;
     let (entries, _, _) = content(probe).await?;
     ensure(!lists(&entries, &id), || {
         format!("the reopened report still has Observation/{id} from before its close")
@@ -453,13 +416,8 @@ async fn close_discards_content(probe: &Probe) -> CheckResult {
 async fn select(probe: &Probe) -> CheckResult {
     probe.require_events(&["DiagnosticReport-select"])?;
     let opened = open(probe).await?;
-    let (id, entry) = observation(&opened);
-    probe
-        .publish_event(
-            &probe.second,
-            &update(probe, &opened, &opened.version, vec![entry]),
-        )
-        .await?;
+    let (id, entry) = opened.observation();
+    opened.apply(probe, vec![entry]).await?;
     opened
         .subscription
         .notification_of("DiagnosticReport-update", probe.timing.arrival)

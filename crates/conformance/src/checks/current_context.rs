@@ -107,7 +107,8 @@ async fn empty_after_close(probe: &Probe) -> CheckResult {
     })
 }
 
-async fn closed_last_leaves_nothing(probe: &Probe) -> CheckResult {
+/// Opens P1, then P2 (whose context is returned).
+async fn two_patients(probe: &Probe) -> Result<Value, Finding> {
     probe.require_current_context()?;
     let (first, _) = fhir::patient_context();
     let (second, _) = fhir::patient_context();
@@ -115,6 +116,11 @@ async fn closed_last_leaves_nothing(probe: &Probe) -> CheckResult {
     probe
         .publish(&probe.second, "Patient-open", second.clone())
         .await?;
+    Ok(second)
+}
+
+async fn closed_last_leaves_nothing(probe: &Probe) -> CheckResult {
+    let second = two_patients(probe).await?;
     probe
         .publish(&probe.second, "Patient-close", second)
         .await?;
@@ -125,13 +131,7 @@ async fn closed_last_leaves_nothing(probe: &Probe) -> CheckResult {
 }
 
 async fn the_latest_open(probe: &Probe) -> CheckResult {
-    probe.require_current_context()?;
-    let (first, _) = fhir::patient_context();
-    let (second, _) = fhir::patient_context();
-    probe.publish(&probe.second, "Patient-open", first).await?;
-    probe
-        .publish(&probe.second, "Patient-open", second.clone())
-        .await?;
+    let second = two_patients(probe).await?;
     let body = current(probe).await?;
     ensure(context_without_content(&body) == second, || {
         format!("after P1 then P2 the hub answers {body}")

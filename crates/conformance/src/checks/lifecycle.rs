@@ -71,16 +71,7 @@ async fn resubscribe_changes_the_events(probe: &Probe) -> CheckResult {
 }
 
 async fn denial_after_acceptance(probe: &Probe) -> CheckResult {
-    let other = fhir::fresh_id();
-    let answer = probe
-        .subscribe_request(
-            &probe.first,
-            &SubscribeForm {
-                topic: Some(&other),
-                ..SubscribeForm::events("Patient-open")
-            },
-        )
-        .await?;
+    let (other, answer) = super::subscribe::foreign_topic_request(probe).await?;
     if answer.status != 202 {
         return Err(Finding::not_applicable(format!(
             "the hub refuses a topic the token may not use at once ({}), so no denial follows a 202",
@@ -219,16 +210,14 @@ async fn new_endpoint_after_unsubscribe(probe: &Probe) -> CheckResult {
     })
 }
 
-async fn lease_ends_the_subscription(probe: &Probe) -> CheckResult {
-    let subscription = probe
-        .subscribe_with(
-            &probe.first,
-            &SubscribeForm {
-                lease_seconds: Some("2"),
-                ..SubscribeForm::events("Patient-open")
-            },
-        )
-        .await?;
+/// A subscription on a 2 s lease and the lease confirmed; not applicable when the hub grants
+/// more than the checker waits out.
+pub(super) async fn short_lease(probe: &Probe) -> Result<(Subscription, u64), Finding> {
+    let form = SubscribeForm {
+        lease_seconds: Some("2"),
+        ..SubscribeForm::events("Patient-open")
+    };
+    let subscription = probe.subscribe_with(&probe.first, &form).await?;
     let lease = subscription.confirmation["hub.lease_seconds"]
         .as_u64()
         .unwrap_or(u64::MAX);
@@ -237,6 +226,11 @@ async fn lease_ends_the_subscription(probe: &Probe) -> CheckResult {
             "asked for a 2 s lease, the hub granted {lease} s, longer than the checker waits"
         )));
     }
+    Ok((subscription, lease))
+}
+
+async fn lease_ends_the_subscription(probe: &Probe) -> CheckResult {
+    let (subscription, lease) = short_lease(probe).await?;
     let within = Duration::from_secs(lease + 3);
     match subscription.closed_within(within).await {
         Ok(_) => Ok(()),

@@ -6,7 +6,7 @@ use super::confirmation::{endpoint_like, refused_connect};
 use super::subscribe::endpoint_token;
 use crate::fhir;
 use crate::probe::{Probe, SubscribeForm, endpoint_of};
-use crate::verdict::{CheckResult, Finding, ensure};
+use crate::verdict::{CheckResult, ensure};
 use serde_json::json;
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ pub(super) fn checks() -> Vec<super::Check> {
         110 => abuse_harms_no_one_else,
     ]
 }
-
-/// The longest lease the checker waits out for an endpoint nobody connects to.
-const LONGEST_WAITED_LEASE: u64 = 5;
 
 fn url_safe(text: &str) -> bool {
     text.chars()
@@ -72,24 +69,8 @@ async fn unused_endpoints_expire(probe: &Probe) -> CheckResult {
         )
         .await?;
     let endpoint = endpoint_of(&answer)?;
-    // The lease is only confirmed on connect; a probe subscription tells what the hub grants.
-    let sample = probe
-        .subscribe_with(
-            &probe.first,
-            &SubscribeForm {
-                lease_seconds: Some("2"),
-                ..SubscribeForm::events("Patient-open")
-            },
-        )
-        .await?;
-    let lease = sample.confirmation["hub.lease_seconds"]
-        .as_u64()
-        .unwrap_or(u64::MAX);
-    if lease > LONGEST_WAITED_LEASE {
-        return Err(Finding::not_applicable(format!(
-            "asked for a 2 s lease, the hub granted {lease} s, longer than the checker waits"
-        )));
-    }
+    // The lease is only confirmed on connect; a second subscription tells what the hub grants.
+    let (_, lease) = super::lifecycle::short_lease(probe).await?;
     tokio::time::sleep(Duration::from_secs(lease + 2)).await;
     ensure(refused_connect(probe, &endpoint, &[]).await, || {
         format!(

@@ -285,17 +285,20 @@ async fn read_scope_required(probe: &Probe) -> CheckResult {
     )
 }
 
-async fn own_topic_only(probe: &Probe) -> CheckResult {
+/// A Patient-open subscription request for a made-up topic the token is not bound to; the
+/// topic and the answer.
+pub(super) async fn foreign_topic_request(probe: &Probe) -> Result<(String, Answer), Finding> {
     let other = fhir::fresh_id();
-    let answer = probe
-        .subscribe_request(
-            &probe.first,
-            &SubscribeForm {
-                topic: Some(&other),
-                ..SubscribeForm::events("Patient-open")
-            },
-        )
-        .await?;
+    let form = SubscribeForm {
+        topic: Some(&other),
+        ..SubscribeForm::events("Patient-open")
+    };
+    let answer = probe.subscribe_request(&probe.first, &form).await?;
+    Ok((other, answer))
+}
+
+async fn own_topic_only(probe: &Probe) -> CheckResult {
+    let (_, answer) = foreign_topic_request(probe).await?;
     ensure(matches!(answer.status, 403 | 404), || {
         format!(
             "a subscription to a topic the token is not bound to was answered {}",

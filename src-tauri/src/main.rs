@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    lockstep_agent::logging::init(&config.log.level);
+    lockstep_agent::logging::init(&config.log, "lockstep");
     match lockstep_app::run(&cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -185,13 +185,34 @@ impl AppConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub level: String,
+    /// Also log to a file in the user's log folder (`<data folder>/logs`), which rotates.
+    pub file: bool,
+    /// A log file is rotated when it would grow past this.
+    pub max_file_megabytes: u64,
+    /// Rotated files kept beside the current one; the oldest goes.
+    pub max_files: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            file: true,
+            max_file_megabytes: 10,
+            max_files: 5,
         }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=1024).contains(&self.max_file_megabytes) {
+            return Err(("max_file_megabytes", "must be 1 to 1024".into()));
+        }
+        if !(1..=100).contains(&self.max_files) {
+            return Err(("max_files", "must be 1 to 100".into()));
+        }
+        Ok(())
     }
 }
 
@@ -345,6 +366,9 @@ impl Config {
         self.hub
             .validate()
             .map_err(|(key, reason)| error(SOURCE, &format!("hub.{key}"), reason))?;
+        self.log
+            .validate()
+            .map_err(|(key, reason)| error(SOURCE, &format!("log.{key}"), reason))?;
         for (i, app) in self.apps.iter().enumerate() {
             let key = |field: &str| format!("apps[{i}].{field}");
             if app.client_id.trim().is_empty() {

@@ -155,7 +155,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    lockstep_agent::logging::init(&config.log.level);
+    // Only the agent itself logs to the file; a verb run beside it writes to standard error.
+    let mut log = config.log.clone();
+    log.file &= matches!(cli.command, None | Some(Command::Run));
+    lockstep_agent::logging::init(&log, "lockstepd");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -66,6 +66,11 @@ impl Daemon {
             .unwrap()
     }
 
+    /// The daemon's home folder (its data, history and logs are under it).
+    pub fn home(&self) -> &Path {
+        self._home.path()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod desktop;
+pub mod doctor;
 pub mod history;
 pub mod links;
 pub mod listen;

@@ -111,6 +111,17 @@ enum Command {
     /// Check any FHIRcast 3.0.0 hub against the spec's observable hub requirements; exits 1
     /// when a SHALL fails.
     Conformance(Box<conformance::ConformanceArgs>),
+    /// Check this workstation's Lockstep: configuration, port, folders, keyring, history and
+    /// audit chain, apps, bridges; exits 1 when something is a problem.
+    Doctor {
+        /// Also write a support archive (tar) with no patient data: this report, the
+        /// configuration with secrets redacted, versions, recent logs at info level and above.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// The findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit trail: verify its hash chain, or export it.
     Audit {
         #[command(subcommand)]
@@ -144,6 +155,14 @@ fn main() -> std::process::ExitCode {
     // The checker is a client of some hub: it needs no configuration of this agent.
     if let Some(Command::Conformance(args)) = cli.command {
         return conformance::run(*args);
+    }
+    // The doctor reports a configuration that does not load rather than stopping at it.
+    if let Some(Command::Doctor { bundle, json }) = &cli.command {
+        let config = Config::load_from(&ConfigSources::standard(
+            cli.config.as_deref(),
+            cli.overrides.clone(),
+        ));
+        return doctor(config, bundle.as_deref(), *json);
     }
     let config = match Config::load_from(&ConfigSources::standard(
         cli.config.as_deref(),
@@ -182,7 +201,9 @@ fn main() -> std::process::ExitCode {
 
 async fn execute(command: Command, config: Config, sources: ConfigSources) -> anyhow::Result<()> {
     match command {
-        Command::Conformance(_) => unreachable!("run before the configuration is read"),
+        Command::Conformance(_) | Command::Doctor { .. } => {
+            unreachable!("run before the configuration is read")
+        }
         Command::Run => lockstep_agent::run_until_signal_reloading(config, Some(sources)).await,
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
@@ -368,6 +389,59 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
                 }
             }
         }
+    }
+}
+
+fn doctor(
+    config: Result<Config, lockstep_agent::ConfigError>,
+    bundle: Option<&std::path::Path>,
+    json: bool,
+) -> std::process::ExitCode {
+    use lockstep_agent::doctor::{self, Health};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lockstepd doctor: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let secrets = lockstep_agent::secrets::KeyringStore;
+    let findings = runtime.block_on(doctor::examine(&config, &secrets));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).unwrap_or_default()
+        );
+    } else {
+        print!("{}", doctor::render(&findings));
+    }
+    if let Some(path) = bundle {
+        let written = std::fs::File::create(path).and_then(|file| {
+            doctor::write_bundle(
+                std::io::BufWriter::new(file),
+                &findings,
+                config.as_ref().ok(),
+            )
+        });
+        match written {
+            Ok(names) => eprintln!(
+                "lockstepd doctor: support archive {} ({})",
+                path.display(),
+                names.join(", ")
+            ),
+            Err(e) => {
+                eprintln!("lockstepd doctor: cannot write {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    if findings.iter().any(|f| f.health == Health::Problem) {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 

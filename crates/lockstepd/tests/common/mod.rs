@@ -66,6 +66,18 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Runs `lockstepd --config <the daemon's file> ARGS` as the daemon's user (same home).
+    pub fn beside(&self, args: &[&str]) -> Output {
+        let config = self._config.as_ref().expect("started from a config text");
+        Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+            .arg("--config")
+            .arg(config.path())
+            .args(args)
+            .env("HOME", self._home.path())
+            .output()
+            .unwrap()
+    }
+
     /// The daemon's home folder (its data, history and logs are under it).
     pub fn home(&self) -> &Path {
         self._home.path()

@@ -6,6 +6,9 @@
 //! `--set table.key=value`. Every file is checked on its own first, so an error names the file
 //! and the key that is wrong.
 
+mod origin;
+pub use origin::{EffectiveSetting, SettingOrigin};
+
 use crate::paths::Paths;
 use lockstep_fhircast::ScopeSet;
 use lockstep_hub::HubSettings;
@@ -31,6 +34,9 @@ pub struct Config {
     /// The file the settings window writes to: `--config FILE`, else the user file.
     #[serde(skip)]
     pub user_file: Option<PathBuf>,
+    /// Which layer set each key (absent: the default).
+    #[serde(skip)]
+    pub origins: origin::Origins,
 }
 
 /// `[desktop]`: the tray app's preferences.
@@ -290,6 +296,12 @@ impl Config {
     pub fn load_from(sources: &ConfigSources) -> Result<Config, ConfigError> {
         let mut merged = toml::Table::new();
         let mut locked = Vec::new();
+        let mut origins = origin::Origins::new();
+        let mut record = |layer: &toml::Table, origin: SettingOrigin| {
+            for key in leaf_keys(layer) {
+                origins.insert(key, origin.clone());
+            }
+        };
         if let Some(policy) = &sources.policy
             && let Some(table) = read_layer(policy, false)?
         {
@@ -301,6 +313,7 @@ impl Config {
                     source: source.clone(),
                 })
                 .collect();
+            record(&table, SettingOrigin::EnforcedPolicy(source));
             merge(&mut merged, table);
         }
         for (path, required) in &sources.files {
@@ -308,6 +321,7 @@ impl Config {
                 continue;
             };
             strip_locked(&mut table, &locked, &path.display().to_string());
+            record(&table, SettingOrigin::File(path.display().to_string()));
             merge(&mut merged, table);
         }
         let mut env: Vec<&(String, String)> = sources
@@ -325,6 +339,7 @@ impl Config {
                 single_key(&key, value).map_err(|reason| error(&source, &key, reason))?;
             check_layer(&source, &layer)?;
             strip_locked(&mut layer, &locked, &source);
+            record(&layer, SettingOrigin::Environment(name.clone()));
             merge(&mut merged, layer);
         }
         for item in &sources.overrides {
@@ -336,11 +351,13 @@ impl Config {
                 .map_err(|reason| error(&source, key, reason))?;
             check_layer(&source, &layer)?;
             strip_locked(&mut layer, &locked, &source);
+            record(&layer, SettingOrigin::CommandLine(item.clone()));
             merge(&mut merged, layer);
         }
         let mut config = deserialize("the merged configuration", merged)?;
         config.validate()?;
         config.locked = locked;
+        config.origins = origins;
         config.user_file = sources.user_file.clone();
         Ok(config)
     }

@@ -17,7 +17,7 @@ pub mod paths;
 pub mod report_card;
 pub mod secrets;
 
-pub use config::{AppConfig, Config, ConfigError, ConfigSources};
+pub use config::{AppConfig, Config, ConfigError, ConfigSources, EffectiveSetting, SettingOrigin};
 pub use context::{ContextNow, LastChange};
 pub use links::{LinkKind, LinkView};
 /// How an app or a bridge keeps up, from the engine's decision to the window's row.

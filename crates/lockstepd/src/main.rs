@@ -50,6 +50,11 @@ enum Command {
     Run,
     /// Check the layered configuration and print it, secrets redacted.
     CheckConfig,
+    /// The effective configuration, one setting per line.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Get an access token from the running hub, as an app would; prints the token response.
     Token(AppCredentials),
     /// Publish an event to the running hub, e.g. `send Patient-open --context @patient.json`.
@@ -126,6 +131,19 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Every effective setting (secrets redacted); with --origin, where each comes from:
+    /// default, enforced policy (the machine file), a file, the environment, the command line.
+    Show {
+        #[arg(long)]
+        origin: bool,
+        /// As JSON: key, value (TOML) and origin of each.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -208,6 +226,29 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
             eprintln!("lockstepd: configuration is valid");
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Show { origin, json },
+        } => {
+            let settings = config.effective_settings();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+                return Ok(());
+            }
+            let width = settings
+                .iter()
+                .map(|s| s.key.len() + s.value.len() + 3)
+                .max()
+                .unwrap_or(0);
+            for setting in &settings {
+                let line = format!("{} = {}", setting.key, setting.value);
+                if origin {
+                    println!("{line:<width$}  # {}", setting.origin);
+                } else {
+                    println!("{line}");
+                }
+            }
             Ok(())
         }
         Command::Token(app) => {

@@ -185,6 +185,35 @@ fn check_config_prints_the_effective_config_without_secrets() {
 }
 
 #[test]
+fn config_show_names_each_setting_s_origin() {
+    let out = common::cli(
+        "[hub]\nport = 5100\n",
+        &[
+            "--set",
+            "history.retain_days=7",
+            "config",
+            "show",
+            "--origin",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_owned()
+    };
+    assert!(line("hub.port").contains("= 5100") && line("hub.port").contains("# file ("));
+    assert!(line("history.retain_days").ends_with("# command line (--set history.retain_days=7)"));
+    assert!(line("hub.ack_timeout_seconds").ends_with("# default"));
+}
+
+#[test]
 fn port_in_use_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

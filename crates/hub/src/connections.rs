@@ -84,7 +84,15 @@ pub(crate) async fn serve_listener(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => {
+                    if let Some(uid) = other_user(&stream, peer) {
+                        policy.warn_throttled(|| {
+                            format!("refused a connection from another user's process (uid {uid}): each user's apps join their own hub")
+                        });
+                        continue;
+                    }
+                    stream
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin, and keep
                     // the listener.
@@ -127,6 +135,20 @@ pub(crate) async fn serve_listener(
         });
     }
     Ok(())
+}
+
+/// The uid of the process at the other end of a loopback connection when it is another OS
+/// user's (on a multi-session host); `None` for Lockstep's own user, a remote peer (TLS and a
+/// token guard those) or where the owner cannot be known.
+fn other_user(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) -> Option<u32> {
+    if !peer.ip().is_loopback() && !peer.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    let local = stream.local_addr().ok()?;
+    match crate::peer::same_user(peer, local) {
+        crate::peer::Peer::OtherUser(uid) => Some(uid),
+        _ => None,
+    }
 }
 
 async fn serve_connection<S>(

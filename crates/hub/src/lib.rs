@@ -8,6 +8,7 @@ pub mod auth;
 pub mod engine;
 pub mod limits;
 pub mod link;
+pub mod peer;
 pub mod server;
 pub mod settings;
 pub mod tls;

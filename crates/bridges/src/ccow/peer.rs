@@ -1,25 +1,9 @@
-//! Whose application is calling: on a machine several people use at once (a terminal server, a
-//! shared reading room), CCOW's one registry port is reachable by everyone's applications, and
-//! one user's application must never join, read or change another user's context. A call over
-//! loopback is served only when the process at the other end runs as the same OS user as
-//! Lockstep.
-//!
-//! On Linux the owner of the peer socket is read from `/proc/net/tcp` and `/proc/net/tcp6`.
-//! Elsewhere the owner is not known here (Windows would ask `GetExtendedTcpTable`), and calls
-//! are served as before: [`same_user`] says so by returning `Unknown`.
+//! The CCOW side of the same-user rule (see [`lockstep_hub::peer`]): a call from another OS
+//! user's process gets a CCOW exception.
 
 use super::wire::{CcowError, Exception};
-use std::net::{IpAddr, SocketAddr};
-
-/// What is known of the user at the other end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    SameUser,
-    /// Another OS user (its uid).
-    OtherUser(u32),
-    /// The owner could not be found (not Linux, or the socket is gone).
-    Unknown,
-}
+use lockstep_hub::peer::{Peer, same_user};
+use std::net::SocketAddr;
 
 /// The exception for a call from another OS user's process; `Ok` for Lockstep's own user (or
 /// where the owner cannot be known).
@@ -36,126 +20,5 @@ pub fn refuse_other_user(peer: SocketAddr, local: SocketAddr) -> Result<(), Ccow
             ))
         }
         Peer::SameUser | Peer::Unknown => Ok(()),
-    }
-}
-
-/// Whether the process connected from `peer` to Lockstep's `local` address runs as Lockstep's
-/// user.
-pub fn same_user(peer: SocketAddr, local: SocketAddr) -> Peer {
-    let (Some(mine), Some(theirs)) = (own_uid(), socket_owner(peer, local)) else {
-        return Peer::Unknown;
-    };
-    if mine == theirs {
-        Peer::SameUser
-    } else {
-        Peer::OtherUser(theirs)
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn own_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn own_uid() -> Option<u32> {
-    None
-}
-
-/// The uid owning the socket whose local end is `peer` and remote end `local`.
-fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .find_map(|table| owner_in(&table, peer, local))
-}
-
-/// Finds the row of a `/proc/net/tcp*` table for the connection `from` → `to`; its uid.
-fn owner_in(table: &str, from: SocketAddr, to: SocketAddr) -> Option<u32> {
-    table.lines().skip(1).find_map(|row| {
-        let columns: Vec<&str> = row.split_whitespace().collect();
-        let (local, remote, uid) = (columns.get(1)?, columns.get(2)?, columns.get(7)?);
-        (same_address(local, from) && same_address(remote, to))
-            .then(|| uid.parse().ok())
-            .flatten()
-    })
-}
-
-/// Whether a table's `ADDR:PORT` (hex, the address in the kernel's byte order) is `addr`.
-fn same_address(hex: &str, addr: SocketAddr) -> bool {
-    let Some((ip, port)) = hex.split_once(':') else {
-        return false;
-    };
-    if u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
-        return false;
-    }
-    let Some(bytes) = (0..ip.len())
-        .step_by(2)
-        .map(|i| {
-            ip.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-    else {
-        return false;
-    };
-    // Each 32-bit word is written in host order (little-endian on the machines Lockstep runs).
-    let words: Vec<u8> = bytes
-        .chunks(4)
-        .flat_map(|w| w.iter().rev().copied().collect::<Vec<_>>())
-        .collect();
-    let wanted = match addr.ip() {
-        IpAddr::V4(v4) => match words.len() {
-            4 => return words == v4.octets(),
-            // An IPv4 connection in the IPv6 table: ::ffff:a.b.c.d.
-            16 => v4.to_ipv6_mapped().octets().to_vec(),
-            _ => return false,
-        },
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    words == wanted
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // As the kernel writes them: 127.0.0.1:44610 -> 127.0.0.1:2116 owned by 1000, and the
-    // server's side of it owned by 0.
-    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:0844 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:AE42 0100007F:0844 01 00000000:00000000 00:00000000 00000000  1000        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 0100007F:0844 0100007F:AE42 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
-";
-
-    #[test]
-    fn the_peer_socket_s_owner_is_found_in_the_table() {
-        let server: SocketAddr = "127.0.0.1:2116".parse().unwrap();
-        let client: SocketAddr = "127.0.0.1:44610".parse().unwrap();
-        assert_eq!(owner_in(TABLE, client, server), Some(1000));
-        assert_eq!(owner_in(TABLE, server, client), Some(0));
-        let elsewhere: SocketAddr = "127.0.0.1:44611".parse().unwrap();
-        assert_eq!(owner_in(TABLE, elsewhere, server), None);
-    }
-
-    #[test]
-    fn ipv4_in_the_ipv6_table_is_matched() {
-        // ::ffff:127.0.0.1 port 0x0844
-        let hex = "0000000000000000FFFF00000100007F:0844";
-        assert!(same_address(hex, "127.0.0.1:2116".parse().unwrap()));
-        assert!(!same_address(hex, "127.0.0.2:2116".parse().unwrap()));
-        assert!(!same_address("garbage", "127.0.0.1:2116".parse().unwrap()));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_real_connection_of_this_process_is_its_own_user() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let local = listener.local_addr().unwrap();
-        let client = std::net::TcpStream::connect(local).unwrap();
-        let (_accepted, peer) = listener.accept().unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
-        assert_eq!(same_user(peer, local), Peer::SameUser);
     }
 }

@@ -224,17 +224,8 @@ impl Subscription {
 
     /// Every notification arriving within `within` (stops at a close).
     pub async fn drain(&self, within: Duration) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut frames = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await {
-                Arrival::Text {
-                    json: Some(frame), ..
-                } => frames.push(frame),
-                Arrival::Text { .. } | Arrival::Binary(_) => {}
-                Arrival::Closed(_) | Arrival::Silent => return frames,
-            }
+        match self.closed_within(within).await {
+            Ok((frames, _)) | Err(frames) => frames,
         }
     }
 
@@ -297,6 +288,15 @@ impl Subscription {
             socket.close(code).await;
         }
     }
+}
+
+/// The `hub.event` of each notification among `frames`, in order (other frames left out).
+pub fn event_names(frames: &[Value]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter(|f| f.get("event").is_some())
+        .map(event_of)
+        .collect()
 }
 
 /// A notification's `hub.event`.

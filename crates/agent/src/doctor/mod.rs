@@ -56,12 +56,7 @@ impl Finding {
         detail: impl Into<String>,
         advice: impl Into<String>,
     ) -> Finding {
-        Finding {
-            check,
-            health: Health::Warning,
-            detail: detail.into(),
-            advice: Some(advice.into()),
-        }
+        Finding::with_advice(check, Health::Warning, detail.into(), advice.into())
     }
 
     pub(crate) fn problem(
@@ -69,11 +64,15 @@ impl Finding {
         detail: impl Into<String>,
         advice: impl Into<String>,
     ) -> Finding {
+        Finding::with_advice(check, Health::Problem, detail.into(), advice.into())
+    }
+
+    fn with_advice(check: &'static str, health: Health, detail: String, advice: String) -> Finding {
         Finding {
             check,
-            health: Health::Problem,
-            detail: detail.into(),
-            advice: Some(advice.into()),
+            health,
+            detail,
+            advice: Some(advice),
         }
     }
 }

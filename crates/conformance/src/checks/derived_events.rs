@@ -2,7 +2,7 @@
 
 use super::checks;
 use crate::fhir;
-use crate::probe::{Probe, SubscribeForm, event_of};
+use crate::probe::{Probe, SubscribeForm, event_names};
 use crate::verdict::{CheckResult, ensure};
 use std::time::Duration;
 
@@ -56,11 +56,7 @@ async fn no_duplicate_derived_open(probe: &Probe) -> CheckResult {
     let frames = subscription
         .drain(probe.timing.quiet.max(Duration::from_millis(800)))
         .await;
-    let names: Vec<&str> = frames
-        .iter()
-        .filter(|f| f.get("event").is_some())
-        .map(event_of)
-        .collect();
+    let names = event_names(&frames);
     ensure(names == ["Encounter-open"], || {
         format!(
             "a subscriber of Encounter-open and Patient-open got {names:?} for one Encounter-open"

@@ -3,7 +3,7 @@
 use super::confirmation::refused_connect;
 use super::{checks, refused};
 use crate::fhir;
-use crate::probe::{Probe, SubscribeForm, Subscription, endpoint_of, event_of};
+use crate::probe::{Probe, SubscribeForm, Subscription, endpoint_of, event_names};
 use crate::verdict::{CheckResult, Finding, ensure};
 use std::time::Duration;
 
@@ -57,11 +57,7 @@ async fn resubscribe_changes_the_events(probe: &Probe) -> CheckResult {
     let frames = subscription
         .drain(probe.timing.quiet.max(Duration::from_millis(800)))
         .await;
-    let names: Vec<&str> = frames
-        .iter()
-        .filter(|f| f.get("event").is_some())
-        .map(event_of)
-        .collect();
+    let names = event_names(&frames);
     ensure(names == ["ImagingStudy-open"], || {
         format!(
             "after re-subscribing to ImagingStudy-open only, the socket got {names:?} (sent {})",

@@ -96,6 +96,7 @@ fn run_tray(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result
     let agent = runtime
         .block_on(Agent::start(config))
         .context("starting the agent")?;
+    agent.publish_discovery();
     let result = Termination::listen(runtime)
         .context("listening for termination signals")
         .and_then(|termination| run_event_loop(app, agent.clone(), termination));

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod desktop;
+pub mod discovery;
 pub mod doctor;
 pub mod history;
 pub mod links;
@@ -348,7 +349,14 @@ impl AgentHandle {
 
     /// Stops the hub: every app gets a denial and its socket closed, then the server ends.
     /// Calling it again does nothing.
+    /// Publishes where this hub listens in the user's discovery file (see [`discovery`]); the
+    /// binaries do, once started (tests' agents do not).
+    pub fn publish_discovery(&self) {
+        discovery::publish(&self.inner.hub_url, self.inner.port);
+    }
+
     pub async fn shutdown(&self) {
+        discovery::withdraw();
         // Bridges leave the session first, while the hub can still take their goodbyes.
         self.inner.bridges.stop().await;
         let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
@@ -396,6 +404,7 @@ pub async fn run_until_signal_reloading(
     let stop = stop_signal();
     let hangups = sources.map(|sources| (hangup_signal(), sources));
     let agent = Agent::start(config).await?;
+    agent.publish_discovery();
     let reloads = async {
         match hangups {
             Some((hangups, sources)) => reload_on_hangup(&agent, hangups, &sources).await,

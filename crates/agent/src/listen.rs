@@ -54,6 +54,19 @@ pub async fn bind(settings: &HubSettings) -> Result<Bound, ListenError> {
     let optional_after_first = settings.bind_addresses.is_empty();
     let mut listeners = Vec::new();
     let mut port = settings.port;
+    // On a multi-session host another user's agent may hold the configured port: this user's
+    // agent then takes a free one (the discovery file names it). Its own user's agent holding
+    // it stays an error: one agent per user.
+    if optional_after_first
+        && port != 0
+        && let Some(owner) = lockstep_hub::peer::listener_owner(port)
+        && lockstep_hub::peer::own_user().is_some_and(|me| me != owner)
+    {
+        tracing::warn!(
+            "port {port} is another user's agent (uid {owner}): this user's hub takes a free port instead"
+        );
+        port = 0;
+    }
     for (i, ip) in addresses.into_iter().enumerate() {
         let address = SocketAddr::new(ip, port);
         match TcpListener::bind(address).await {

@@ -44,6 +44,31 @@ fn own_uid() -> Option<u32> {
     None
 }
 
+/// The uid of the process listening on loopback `port` (IPv4 or IPv6), where it can be known.
+pub fn listener_owner(port: u16) -> Option<u32> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .find_map(|table| listener_in(&table, port))
+}
+
+/// The uid of the row listening (state 0A) on `port` in a `/proc/net/tcp*` table.
+fn listener_in(table: &str, port: u16) -> Option<u32> {
+    table.lines().skip(1).find_map(|row| {
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        let (local, state, uid) = (columns.get(1)?, columns.get(3)?, columns.get(7)?);
+        let listening_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+        (*state == "0A" && listening_port == port)
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
+}
+
+/// This process's uid, where it can be known.
+pub fn own_user() -> Option<u32> {
+    own_uid()
+}
+
 /// The uid owning the socket whose local end is `peer` and remote end `local`.
 fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
@@ -118,6 +143,12 @@ mod tests {
         assert_eq!(owner_in(TABLE, server, client), Some(0));
         let elsewhere: SocketAddr = "127.0.0.1:44611".parse().unwrap();
         assert_eq!(owner_in(TABLE, elsewhere, server), None);
+    }
+
+    #[test]
+    fn the_listener_of_a_port_is_found_in_the_table() {
+        assert_eq!(listener_in(TABLE, 2116), Some(0));
+        assert_eq!(listener_in(TABLE, 44610), None);
     }
 
     #[test]

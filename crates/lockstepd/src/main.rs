@@ -36,7 +36,8 @@ struct AppCredentials {
     /// Its secret.
     #[arg(long, env = "LOCKSTEP_CLIENT_SECRET", hide_env_values = true)]
     client_secret: String,
-    /// Server origin (default: http://127.0.0.1:<configured port>).
+    /// Server origin (default: this user's running agent, from its discovery file, else
+    /// http://127.0.0.1:<configured port>).
     #[arg(long, value_name = "URL")]
     hub: Option<String>,
     /// Narrow the token to these scopes (space-separated).
@@ -494,10 +495,14 @@ fn create(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::
 }
 
 async fn sign_in(app: &AppCredentials, config: &Config) -> anyhow::Result<HubClient> {
+    // The hub named, else the one this user's agent published, else the configured port.
     let origin = app
         .hub
         .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.hub.port));
+        .unwrap_or_else(|| match lockstep_agent::discovery::read() {
+            Some(published) => published.hub_url.trim_end_matches("/fhircast").to_owned(),
+            None => format!("http://127.0.0.1:{}", config.hub.port),
+        });
     HubClient::sign_in(
         &origin,
         &app.client_id,

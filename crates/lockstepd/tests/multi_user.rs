@@ -112,11 +112,13 @@ impl User {
         }
     }
 
-    /// `lockstepd token` as this user against the hub at `origin`, with the site's shared
-    /// credentials.
-    fn token(&self, origin: &str) -> Output {
+    /// `lockstepd token` as this user against the hub at `origin` (`None`: the one the verb
+    /// finds by itself), with the site's shared credentials.
+    fn token(&self, origin: Option<&str>) -> Output {
+        let hub: Vec<&str> = origin.map(|o| vec!["--hub", o]).unwrap_or_default();
         self.lockstepd()
-            .args(["token", "--hub", origin, "--client-id", "pacs"])
+            .args(["token", "--client-id", "pacs"])
+            .args(hub)
             .env("LOCKSTEP_CLIENT_SECRET", "the-site-s-shared-secret")
             .output()
             .unwrap()
@@ -175,25 +177,28 @@ fn two_users_two_agents_and_no_crossing() {
     }
     let alice = User::create("lockstep-test-a");
     let bob = User::create("lockstep-test-b");
-    let (_alice_agent, alice_hub) = alice.start_agent(free_port());
-    let (_bob_agent, bob_hub) = bob.start_agent(free_port());
+    // The site configures one port for everyone: Bob's agent finds Alice's on it and takes
+    // another, which it publishes.
+    let port = free_port();
+    let (_alice_agent, alice_hub) = alice.start_agent(port);
+    let (_bob_agent, bob_hub) = bob.start_agent(port);
+    assert_eq!(alice_hub, format!("http://127.0.0.1:{port}/fhircast"));
+    assert_ne!(bob_hub, alice_hub);
     let origin = |hub: &str| hub.trim_end_matches("/fhircast").to_owned();
 
-    // Each user's app gets a token from their own hub.
+    // Each user's app gets a token from their own hub, named or found by the verb.
     for (user, hub) in [(&alice, &alice_hub), (&bob, &bob_hub)] {
-        let out = user.token(&origin(hub));
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            user.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(token["hub.url"], hub.as_str());
+        for named in [Some(origin(hub)), None] {
+            let out = user.token(named.as_deref());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}: {stderr}", user.name);
+            let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(token["hub.url"], hub.as_str(), "{} ({named:?})", user.name);
+        }
     }
     // The same credentials do not reach the other user's hub: the connection is refused.
     for (user, other) in [(&alice, &bob_hub), (&bob, &alice_hub)] {
-        let out = user.token(&origin(other));
+        let out = user.token(Some(&origin(other)));
         assert!(!out.status.success(), "{} reached {other}", user.name);
     }
     // Each agent keeps its data in its own user's home.

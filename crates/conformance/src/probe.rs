@@ -36,6 +36,14 @@ pub struct Timing {
     pub unanswered: Duration,
 }
 
+impl Timing {
+    /// For several notifications in a row to have arrived: the quiet time, and never less
+    /// than 800 ms.
+    pub fn settle(&self) -> Duration {
+        self.quiet.max(Duration::from_millis(800))
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {
@@ -564,21 +572,38 @@ impl Probe {
         fhir::event(&client.topic, name, context)
     }
 
-    /// POSTs `event` as JSON; the hub's answer, whatever it is.
+    /// POSTs `event` as JSON to `hub.url`; the hub's answer, whatever it is.
     pub async fn post_event(&self, client: &Client, event: &Value) -> Result<Answer, Finding> {
+        self.post_event_at(&self.hub_url, "application/json", client, event)
+            .await
+    }
+
+    /// POSTs `event` to `url` as `media`; what is accepted is remembered for tidying.
+    pub async fn post_event_at(
+        &self,
+        url: &str,
+        media: &str,
+        client: &Client,
+        event: &Value,
+    ) -> Result<Answer, Finding> {
         let answer = self
             .wire
-            .post_json(
-                &self.hub_url,
-                Some(&client.token),
-                "application/json",
-                event.to_string(),
-            )
+            .post_json(url, Some(&client.token), media, event.to_string())
             .await?;
         if answer.is_success() {
             self.remember(client, event);
         }
         Ok(answer)
+    }
+
+    /// The second client opens a new test patient and closes it again; its context.
+    pub async fn open_and_close_patient(&self) -> Result<Value, Finding> {
+        let (context, _) = fhir::patient_context();
+        self.publish(&self.second, "Patient-open", context.clone())
+            .await?;
+        self.publish(&self.second, "Patient-close", context.clone())
+            .await?;
+        Ok(context)
     }
 
     /// Requests `name` with `context` and requires a 2xx; the event sent.

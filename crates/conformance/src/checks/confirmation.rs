@@ -143,9 +143,7 @@ async fn replayed(probe: &Probe, events: &str) -> Result<Vec<Value>, Finding> {
             subscription.confirmation
         )
     })?;
-    Ok(subscription
-        .drain(probe.timing.quiet.max(Duration::from_millis(800)))
-        .await)
+    Ok(subscription.drain(probe.timing.settle()).await)
 }
 
 async fn open_patient_replayed(probe: &Probe) -> CheckResult {
@@ -232,13 +230,7 @@ async fn no_replay_of_other_events(probe: &Probe) -> CheckResult {
 }
 
 async fn no_replay_after_close(probe: &Probe) -> CheckResult {
-    let (context, _) = fhir::patient_context();
-    probe
-        .publish(&probe.second, "Patient-open", context.clone())
-        .await?;
-    probe
-        .publish(&probe.second, "Patient-close", context)
-        .await?;
+    probe.open_and_close_patient().await?;
     let frames = replayed(probe, "Patient-open").await?;
     match frames.iter().find(|f| f.get("event").is_some()) {
         None => Ok(()),

@@ -94,13 +94,7 @@ async fn the_open_report(probe: &Probe) -> CheckResult {
 
 async fn empty_after_close(probe: &Probe) -> CheckResult {
     probe.require_current_context()?;
-    let (context, _) = fhir::patient_context();
-    probe
-        .publish(&probe.second, "Patient-open", context.clone())
-        .await?;
-    probe
-        .publish(&probe.second, "Patient-close", context)
-        .await?;
+    probe.open_and_close_patient().await?;
     let body = current(probe).await?;
     ensure(is_empty(&body), || {
         format!("after the close the hub answers {body}")

@@ -4,7 +4,6 @@ use super::checks;
 use crate::fhir;
 use crate::probe::{Probe, SubscribeForm, event_names};
 use crate::verdict::{CheckResult, ensure};
-use std::time::Duration;
 
 pub(super) fn checks() -> Vec<super::Check> {
     checks![
@@ -53,9 +52,7 @@ async fn no_duplicate_derived_open(probe: &Probe) -> CheckResult {
     probe
         .publish(&probe.second, "Encounter-open", encounter)
         .await?;
-    let frames = subscription
-        .drain(probe.timing.quiet.max(Duration::from_millis(800)))
-        .await;
+    let frames = subscription.drain(probe.timing.settle()).await;
     let names = event_names(&frames);
     ensure(names == ["Encounter-open"], || {
         format!(

@@ -43,20 +43,12 @@ async fn resubscribe_changes_the_events(probe: &Probe) -> CheckResult {
     })?;
     // A new confirmation may come; it is not an event.
     subscription.drain(probe.timing.quiet).await;
-    let (context, _) = fhir::patient_context();
-    probe
-        .publish(&probe.second, "Patient-open", context.clone())
-        .await?;
-    probe
-        .publish(&probe.second, "Patient-close", context)
-        .await?;
+    probe.open_and_close_patient().await?;
     let (study, _) = fhir::study_context();
     let sent = probe
         .publish(&probe.second, "ImagingStudy-open", study)
         .await?;
-    let frames = subscription
-        .drain(probe.timing.quiet.max(Duration::from_millis(800)))
-        .await;
+    let frames = subscription.drain(probe.timing.settle()).await;
     let names = event_names(&frames);
     ensure(names == ["ImagingStudy-open"], || {
         format!(

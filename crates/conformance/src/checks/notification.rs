@@ -82,14 +82,7 @@ async fn ids_never_repeat(probe: &Probe) -> CheckResult {
                 .await?,
         );
     }
-    let frames = subscription
-        .drain(
-            probe
-                .timing
-                .quiet
-                .max(std::time::Duration::from_millis(800)),
-        )
-        .await;
+    let frames = subscription.drain(probe.timing.settle()).await;
     let mut ids: Vec<&str> = frames.iter().filter_map(|f| f["id"].as_str()).collect();
     let received = ids.len();
     ids.sort();
@@ -106,13 +99,7 @@ async fn ids_never_repeat(probe: &Probe) -> CheckResult {
 async fn only_subscribed_events(probe: &Probe) -> CheckResult {
     probe.require_events(&["ImagingStudy-open"])?;
     let subscription = probe.subscribe(&probe.first, "ImagingStudy-open").await?;
-    let (context, _) = fhir::patient_context();
-    probe
-        .publish(&probe.second, "Patient-open", context.clone())
-        .await?;
-    probe
-        .publish(&probe.second, "Patient-close", context)
-        .await?;
+    probe.open_and_close_patient().await?;
     subscription
         .quiet(
             probe.timing.quiet,
@@ -237,14 +224,7 @@ async fn only_what_the_scopes_cover(probe: &Probe) -> CheckResult {
     probe
         .publish(&probe.second, "ImagingStudy-open", study)
         .await?;
-    let frames = subscription
-        .drain(
-            probe
-                .timing
-                .quiet
-                .max(std::time::Duration::from_millis(800)),
-        )
-        .await;
+    let frames = subscription.drain(probe.timing.settle()).await;
     match frames
         .iter()
         .find(|f| !event_of(f).is_empty() && event_of(f) != "Patient-open")

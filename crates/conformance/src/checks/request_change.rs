@@ -40,13 +40,7 @@ async fn both_json_media_types(probe: &Probe) -> CheckResult {
         let (context, _) = fhir::patient_context();
         let event = probe.event(&probe.second, "Patient-open", context);
         let answer = probe
-            .wire
-            .post_json(
-                &probe.hub_url,
-                Some(&probe.second.token),
-                media,
-                event.to_string(),
-            )
+            .post_event_at(&probe.hub_url, media, &probe.second, &event)
             .await?;
         ensure(answer.is_success(), || {
             format!(
@@ -71,13 +65,7 @@ async fn topic_in_the_path(probe: &Probe) -> CheckResult {
     let event = probe.event(&probe.second, "Patient-open", context);
     let url = format!("{}/{}", probe.hub_url, probe.second.topic);
     let answer = probe
-        .wire
-        .post_json(
-            &url,
-            Some(&probe.second.token),
-            "application/json",
-            event.to_string(),
-        )
+        .post_event_at(&url, "application/json", &probe.second, &event)
         .await?;
     ensure(answer.is_success(), || {
         format!("POST {{hub.url}}/{{topic}} was answered {}", answer.status)
@@ -99,13 +87,7 @@ async fn topic_in_the_path(probe: &Probe) -> CheckResult {
     let event = probe.event(&probe.second, "Patient-open", context);
     let wrong = format!("{}/{}", probe.hub_url, fhir::fresh_id());
     let answer = probe
-        .wire
-        .post_json(
-            &wrong,
-            Some(&probe.second.token),
-            "application/json",
-            event.to_string(),
-        )
+        .post_event_at(&wrong, "application/json", &probe.second, &event)
         .await?;
     refused(
         &answer,

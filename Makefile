@@ -8,7 +8,7 @@ CARGO ?= cargo
 # bus, so tests side by side never share a window, the keyboard focus or a tray menu.
 HEADLESS_GUI := xvfb-run -a dbus-run-session --
 
-.PHONY: run test build fmt lint deps screenshots package
+.PHONY: run test build fmt lint deps screenshots package policy
 
 deps:
 	scripts/install-deps
@@ -26,6 +26,12 @@ test: deps lint
 # The Debian package (release builds), checked by lintian: target/package/lockstep_<version>_<arch>.deb
 package: deps
 	scripts/package-deb
+
+# The files generated from the policy schema (crates/agent/src/policy/schema.toml): the settings
+# reference in docs/site-it.md, the ADMX/ADML pair and the Linux machine files. `make test` fails
+# while any of them is out of date.
+policy:
+	LOCKSTEP_WRITE_GENERATED=1 $(CARGO) test -p lockstep-agent --lib policy::drift::the_generated_files_match_the_schema
 
 # The windows as the README shows them, taken by the end-to-end tests.
 screenshots: deps

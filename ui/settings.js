@@ -13,7 +13,14 @@ function showMessage(text, isError = false) {
   message.classList.toggle("error", isError);
 }
 
-const lockOf = (key) => current?.locked.find((lock) => lock.key === key);
+// Site policy on a key (or on a table above or below it), enforced or recommended.
+const policyOn = (key, level) =>
+  current?.policy.find(
+    (p) =>
+      p.level === level &&
+      (p.key === key || key.startsWith(`${p.key}.`) || p.key.startsWith(`${key}.`)),
+  );
+const lockOf = (key) => policyOn(key, "enforced");
 
 function render(settings) {
   current = settings;
@@ -25,11 +32,18 @@ function render(settings) {
   $("database").textContent = settings.database ?? "—";
   $("config-file").textContent = settings.configFile ?? "—";
 
-  // A locked setting stays visible, disabled, with where the lock comes from.
+  // A locked setting stays visible, disabled, with where the lock comes from; a recommended
+  // one stays the user's to change, and says whose default it is.
   for (const note of document.querySelectorAll("[data-lock]")) {
     const lock = lockOf(note.dataset.lock);
-    note.hidden = !lock;
-    note.textContent = lock ? `Locked by site policy (${lock.source})` : "";
+    const recommended = policyOn(note.dataset.lock, "recommended");
+    note.hidden = !lock && !recommended;
+    note.classList.toggle("recommended", !lock && Boolean(recommended));
+    note.textContent = lock
+      ? `Locked by site policy (${lock.source})`
+      : recommended
+        ? `Recommended by site policy (${recommended.source}); yours to change`
+        : "";
   }
   const portLocked = Boolean(lockOf("hub.port"));
   $("port").disabled = portLocked;
@@ -64,11 +78,17 @@ function render(settings) {
   );
   $("no-apps").hidden = settings.apps.length > 0;
 
-  $("policy").hidden = settings.locked.length === 0;
+  $("policy").hidden = settings.policy.length === 0;
   $("locked").replaceChildren(
-    ...settings.locked.map((lock) => {
+    ...settings.policy.map((p) => {
       const item = el("li");
-      item.append(el("code", null, lock.key), ` from ${lock.source}`);
+      item.dataset.level = p.level;
+      item.append(
+        el("span", `badge ${p.level}`, p.level === "enforced" ? "Enforced" : "Recommended"),
+        " ",
+        el("code", null, p.key),
+        ` from ${p.source}`,
+      );
       return item;
     }),
   );

@@ -1,14 +1,20 @@
 //! The agent's configuration: typed, TOML, layered.
 //!
-//! Layers, each overriding the one before: built-in defaults < the machine file (site policy,
-//! `/etc/lockstep/config.toml` or `%ProgramData%\Lockstep\config.toml`) < the user file (or the
-//! file given with `--config`) < environment variables `LOCKSTEP__<TABLE>__<KEY>` < command-line
-//! `--set table.key=value`. Every file is checked on its own first, so an error names the file
-//! and the key that is wrong.
+//! Layers, each overriding the one before: built-in defaults < recommended site policy
+//! (`recommended.toml` beside the machine file, then the registry's `Recommended` key on
+//! Windows) < the user file (or the file given with `--config`) < environment variables
+//! `LOCKSTEP__<TABLE>__<KEY>` < command-line `--set table.key=value`. Enforced site policy (the
+//! machine file `/etc/lockstep/config.toml` or `%ProgramData%\Lockstep\config.toml`, then
+//! `HKLM\Software\Policies\Lockstep`) sits above them all: every key it sets is locked. Every
+//! layer is checked on its own first, so an error names the file (or registry key) and the key
+//! that is wrong.
 
 mod layers;
 mod origin;
-pub use layers::{ConfigSources, fuzz_config_file, read_user_file, set_key, write_user_file};
+pub use layers::{
+    ConfigSources, PolicyLayer, fuzz_config_file, read_user_file, registry_policy, set_key,
+    write_user_file,
+};
 pub use origin::{EffectiveSetting, SettingOrigin};
 
 use crate::paths::Paths;
@@ -30,9 +36,10 @@ pub struct Config {
     pub desktop: DesktopConfig,
     /// `[[bridges.launch]]`, `[[bridges.folder]]`: legacy apps bridged into the session.
     pub bridges: lockstep_bridges::BridgesConfig,
-    /// Settings the machine file (site policy) sets: later layers cannot change them.
+    /// Settings site policy sets: enforced ones later layers cannot change, recommended ones
+    /// only defaults.
     #[serde(skip)]
-    pub locked: Vec<LockedSetting>,
+    pub policy: Vec<PolicySetting>,
     /// The file the settings window writes to: `--config FILE`, else the user file.
     #[serde(skip)]
     pub user_file: Option<PathBuf>,
@@ -60,13 +67,22 @@ impl Default for DesktopConfig {
     }
 }
 
-/// A setting site policy fixes, and where the lock comes from.
+/// A setting site policy sets, how firmly, and where from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockedSetting {
+pub struct PolicySetting {
     /// Dotted key, e.g. `hub.port`; `apps` for the whole list of apps.
     pub key: String,
-    /// The policy file that sets it.
+    /// The policy file (or registry key) that sets it.
     pub source: String,
+    pub level: PolicyLevel,
+}
+
+/// Enforced policy locks a setting; recommended policy only changes its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyLevel {
+    Enforced,
+    Recommended,
 }
 
 /// `[history]`: the context history in the local database.
@@ -251,13 +267,29 @@ impl From<lockstep_bridges::ConfigProblem> for ConfigError {
 }
 
 impl Config {
-    /// The lock on `key` (or on a table above it), if site policy sets it.
-    pub fn lock_on(&self, key: &str) -> Option<&LockedSetting> {
-        self.locked.iter().find(|l| {
-            key == l.key
-                || key.starts_with(&format!("{}.", l.key))
-                || l.key.starts_with(&format!("{key}."))
+    /// The lock on `key` (or on a table above it), if enforced site policy sets it.
+    pub fn lock_on(&self, key: &str) -> Option<&PolicySetting> {
+        self.policy_on(key, PolicyLevel::Enforced)
+    }
+
+    /// The site's recommendation for `key` (or a table above it), if there is one.
+    pub fn recommendation_on(&self, key: &str) -> Option<&PolicySetting> {
+        self.policy_on(key, PolicyLevel::Recommended)
+    }
+
+    fn policy_on(&self, key: &str, level: PolicyLevel) -> Option<&PolicySetting> {
+        self.policy.iter().filter(|p| p.level == level).find(|p| {
+            key == p.key
+                || key.starts_with(&format!("{}.", p.key))
+                || p.key.starts_with(&format!("{key}."))
         })
+    }
+
+    /// The keys enforced site policy locks.
+    pub fn locked(&self) -> impl Iterator<Item = &PolicySetting> {
+        self.policy
+            .iter()
+            .filter(|p| p.level == PolicyLevel::Enforced)
     }
 
     /// Checks what types alone cannot: values in range, apps well formed.
@@ -455,11 +487,12 @@ mod tests {
             "[hub]\nport = 6000\nack_timeout_seconds = 4\n{APP}"
         ));
         let config = Config::load_from(&ConfigSources {
-            policy: Some(policy.path().to_owned()),
+            enforced: vec![PolicyLayer::File(policy.path().to_owned())],
             files: vec![(user.path().to_owned(), true)],
             env: vec![("LOCKSTEP__HUB__PORT".into(), "7000".into())],
             overrides: vec!["desktop.start_at_login=false".into()],
             user_file: Some(user.path().to_owned()),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use crate::audit::AuditTrail;
 use crate::config::{
-    AppConfig, Config, LockedSetting, WhenUnwritable, read_user_file, set_key, write_user_file,
+    AppConfig, Config, PolicySetting, WhenUnwritable, read_user_file, set_key, write_user_file,
 };
 use crate::links::LinkView;
 use crate::secrets::SecretStore;
@@ -115,7 +115,8 @@ pub struct SettingsView {
     pub config_file: Option<String>,
     pub start_at_login: bool,
     pub notifications: bool,
-    pub locked: Vec<LockedSetting>,
+    /// What site policy sets: enforced (locked) and recommended, each with its source.
+    pub policy: Vec<PolicySetting>,
 }
 
 /// Why a change from the desktop was refused.
@@ -271,7 +272,7 @@ impl Desktop {
             config_file: config.user_file.as_ref().map(|p| p.display().to_string()),
             start_at_login: config.desktop.start_at_login,
             notifications: config.desktop.notifications,
-            locked: config.locked.clone(),
+            policy: config.policy.clone(),
         }
     }
 
@@ -423,7 +424,7 @@ impl Desktop {
         candidate
             .validate()
             .map_err(|e| DesktopError::Invalid(e.to_string()))?;
-        candidate.locked = config.locked.clone();
+        candidate.policy = config.policy.clone();
         candidate.user_file = config.user_file.clone();
         let path = config.user_file.clone().ok_or(DesktopError::NoUserFile)?;
         let mut table = read_user_file(&path).map_err(|e| DesktopError::Write(e.to_string()))?;

@@ -15,6 +15,7 @@ pub mod links;
 pub mod listen;
 pub mod logging;
 pub mod paths;
+pub mod policy;
 pub mod report_card;
 pub mod secrets;
 

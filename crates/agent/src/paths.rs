@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub const IDENTIFIER: &str = "org.lockstep.agent";
 /// The file name of the configuration in each folder.
 pub const CONFIG_FILE: &str = "config.toml";
+/// The machine's file of recommended settings, beside the machine configuration.
+pub const RECOMMENDED_FILE: &str = "recommended.toml";
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -24,6 +26,11 @@ impl Paths {
     /// The machine-wide file that site IT manages (policy).
     pub fn machine_config_file(&self) -> PathBuf {
         machine_config_dir().join(CONFIG_FILE)
+    }
+
+    /// The machine-wide file of recommended settings: defaults the user may change.
+    pub fn machine_recommended_file(&self) -> PathBuf {
+        machine_config_dir().join(RECOMMENDED_FILE)
     }
 
     /// The signed-in user's file: `~/.config/org.lockstep.agent/config.toml` on Linux,

@@ -4,7 +4,7 @@
 mod common;
 
 use lockstep_agent::client::HubClient;
-use lockstep_agent::config::{ConfigSources, LockedSetting};
+use lockstep_agent::config::{ConfigSources, PolicyLayer, PolicyLevel, PolicySetting};
 use lockstep_agent::desktop::{DesktopError, TrayStatus};
 use lockstep_agent::secrets::{MemoryStore, SecretError, SecretStore};
 use lockstep_agent::{Agent, AgentHandle, Config, LinkState, LinkView};
@@ -44,7 +44,21 @@ impl Setup {
     }
 }
 
-async fn start_with(policy: Option<&str>, secrets: Arc<dyn SecretStore>) -> Setup {
+/// The machine files a test starts with.
+#[derive(Default, Clone, Copy)]
+struct Policy<'a> {
+    enforced: Option<&'a str>,
+    recommended: Option<&'a str>,
+}
+
+fn enforced(text: &str) -> Policy<'_> {
+    Policy {
+        enforced: Some(text),
+        recommended: None,
+    }
+}
+
+async fn start_with(policy: Policy<'_>, secrets: Arc<dyn SecretStore>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join("config.toml");
     std::fs::write(
@@ -55,13 +69,18 @@ async fn start_with(policy: Option<&str>, secrets: Arc<dyn SecretStore>) -> Setu
         ),
     )
     .unwrap();
-    let policy_path = policy.map(|text| {
-        let path = dir.path().join("policy.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    });
+    let layer = |name: &str, text: Option<&str>| {
+        text.map(|text| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            PolicyLayer::File(path)
+        })
+    };
     let config = Config::load_from(&ConfigSources {
-        policy: policy_path,
+        enforced: layer("policy.toml", policy.enforced).into_iter().collect(),
+        recommended: layer("recommended.toml", policy.recommended)
+            .into_iter()
+            .collect(),
         files: vec![(user.clone(), true)],
         user_file: Some(user),
         ..Default::default()
@@ -72,7 +91,7 @@ async fn start_with(policy: Option<&str>, secrets: Arc<dyn SecretStore>) -> Setu
 }
 
 async fn start() -> Setup {
-    start_with(None, Arc::new(MemoryStore::default())).await
+    start_with(Policy::default(), Arc::new(MemoryStore::default())).await
 }
 
 fn patient(id: &str) -> serde_json::Value {
@@ -201,7 +220,7 @@ async fn link_states_and_tray_status_follow_the_apps() {
 #[tokio::test]
 async fn an_added_app_gets_a_token_at_once_and_a_removed_one_stops_working() {
     let secrets = Arc::new(MemoryStore::default());
-    let s = start_with(None, secrets.clone()).await;
+    let s = start_with(Policy::default(), secrets.clone()).await;
     let new = s
         .agent
         .add_app("Reading Room PACS", vec!["fhircast/*.read".into()])
@@ -285,7 +304,7 @@ impl SecretStore for NoKeyring {
 
 #[tokio::test]
 async fn without_a_keyring_the_secret_goes_to_the_owner_only_file() {
-    let s = start_with(None, Arc::new(NoKeyring)).await;
+    let s = start_with(Policy::default(), Arc::new(NoKeyring)).await;
     let new = s
         .agent
         .add_app("Dictation", vec!["fhircast/*.read".into()])
@@ -317,12 +336,13 @@ async fn without_a_keyring_the_secret_goes_to_the_owner_only_file() {
 #[tokio::test]
 async fn settings_change_in_the_user_file_unless_policy_locks_them() {
     let policy = "[desktop]\nstart_at_login = true\n";
-    let s = start_with(Some(policy), Arc::new(MemoryStore::default())).await;
+    let s = start_with(enforced(policy), Arc::new(MemoryStore::default())).await;
     let settings = s.agent.settings();
     assert!(settings.start_at_login);
-    assert!(settings.locked.contains(&LockedSetting {
+    assert!(settings.policy.contains(&PolicySetting {
         key: "desktop.start_at_login".into(),
-        source: s.dir.path().join("policy.toml").display().to_string()
+        source: s.dir.path().join("policy.toml").display().to_string(),
+        level: PolicyLevel::Enforced,
     }));
     let locked = s
         .agent
@@ -363,9 +383,51 @@ async fn settings_change_in_the_user_file_unless_policy_locks_them() {
 }
 
 #[tokio::test]
+async fn a_recommended_setting_is_a_default_the_user_may_change() {
+    let policy = Policy {
+        enforced: Some("[desktop]\nstart_at_login = true\n"),
+        // The recommended file also tries the enforced key: enforced policy wins.
+        recommended: Some("[desktop]\nnotifications = false\nstart_at_login = false\n"),
+    };
+    let s = start_with(policy, Arc::new(MemoryStore::default())).await;
+    let settings = s.agent.settings();
+    assert!(!settings.notifications, "the recommendation is the default");
+    assert!(
+        settings.start_at_login,
+        "enforced policy wins over recommended"
+    );
+    let recommended = s.dir.path().join("recommended.toml").display().to_string();
+    assert!(settings.policy.contains(&PolicySetting {
+        key: "desktop.notifications".into(),
+        source: recommended.clone(),
+        level: PolicyLevel::Recommended,
+    }));
+    assert!(
+        !settings
+            .policy
+            .iter()
+            .any(|p| p.key == "desktop.start_at_login" && p.level == PolicyLevel::Recommended),
+        "{:?}",
+        settings.policy
+    );
+    // Not locked: the user's choice goes to their file and wins from then on.
+    s.agent
+        .set_setting("desktop.notifications", json!(true))
+        .await
+        .unwrap();
+    assert!(s.agent.settings().notifications);
+    assert!(
+        std::fs::read_to_string(s.user_file())
+            .unwrap()
+            .contains("notifications = true")
+    );
+    s.agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_policy_that_sets_the_apps_locks_the_list() {
     let policy = "[[apps]]\nclient_id = \"site\"\nclient_secret = \"site-secret-1\"\nscopes = [\"fhircast/*.read\"]\n";
-    let s = start_with(Some(policy), Arc::new(MemoryStore::default())).await;
+    let s = start_with(enforced(policy), Arc::new(MemoryStore::default())).await;
     assert!(s.agent.apps().iter().all(|a| a.locked_by.is_some()));
     assert_eq!(
         s.agent.apps().len(),

@@ -4,11 +4,25 @@
 
 use super::*;
 
+/// A layer of site policy: a machine file, or values read from the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyLayer {
+    /// A TOML file; a missing one is no policy.
+    File(PathBuf),
+    /// A table already read, and the name it is reported under.
+    Table { source: String, table: toml::Table },
+    /// A source that could not be read: the agent refuses to start rather than run without
+    /// the site's policy.
+    Unreadable { source: String, reason: String },
+}
+
 /// Where configuration comes from, in the order applied.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSources {
-    /// The machine file (site policy), read first; every key it sets is locked.
-    pub policy: Option<PathBuf>,
+    /// Enforced site policy, read first, in order (a later one wins); every key set is locked.
+    pub enforced: Vec<PolicyLayer>,
+    /// Recommended site policy: defaults below the user's own settings.
+    pub recommended: Vec<PolicyLayer>,
     /// Files to read, in order; a missing file is skipped unless `required`.
     pub files: Vec<(PathBuf, bool)>,
     /// Environment variables (name, value); only those starting with `LOCKSTEP__` are read.
@@ -28,8 +42,14 @@ impl ConfigSources {
             Some(path) => Some(path.to_owned()),
             None => paths.user_config_file(),
         };
+        let (registry_enforced, registry_recommended) = registry_layers();
         ConfigSources {
-            policy: Some(paths.machine_config_file()),
+            enforced: std::iter::once(PolicyLayer::File(paths.machine_config_file()))
+                .chain(registry_enforced)
+                .collect(),
+            recommended: std::iter::once(PolicyLayer::File(paths.machine_recommended_file()))
+                .chain(registry_recommended)
+                .collect(),
             files: user_file
                 .iter()
                 .map(|p| (p.clone(), explicit.is_some()))
@@ -38,6 +58,47 @@ impl ConfigSources {
             overrides,
             user_file,
         }
+    }
+}
+
+/// The registry's enforced and recommended layers (Windows; none elsewhere).
+fn registry_layers() -> (Option<PolicyLayer>, Option<PolicyLayer>) {
+    #[cfg(windows)]
+    {
+        registry_policy(&crate::policy::registry::WindowsRegistry)
+    }
+    #[cfg(not(windows))]
+    {
+        (None, None)
+    }
+}
+
+/// The layers a policy store gives: values mapped through the schema, or why they cannot be.
+pub fn registry_policy(
+    store: &dyn crate::policy::registry::PolicyStore,
+) -> (Option<PolicyLayer>, Option<PolicyLayer>) {
+    use crate::policy::registry::{policy_layers, source_name};
+    let mapped = store
+        .read()
+        .map_err(|e| (source_name(false), format!("cannot read the registry: {e}")))
+        .and_then(|values| {
+            policy_layers(&values)
+                .map_err(|e| (e.source.clone(), format!("{}: {}", e.key, e.reason)))
+        });
+    match mapped {
+        Ok(policy) => {
+            let layer = |recommended: bool, table: toml::Table| {
+                (!table.is_empty()).then(|| PolicyLayer::Table {
+                    source: source_name(recommended),
+                    table,
+                })
+            };
+            (
+                layer(false, policy.enforced),
+                layer(true, policy.recommended),
+            )
+        }
+        Err((source, reason)) => (Some(PolicyLayer::Unreadable { source, reason }), None),
     }
 }
 
@@ -51,25 +112,41 @@ impl Config {
 
     pub fn load_from(sources: &ConfigSources) -> Result<Config, ConfigError> {
         let mut merged = toml::Table::new();
-        let mut locked = Vec::new();
+        let mut policy: Vec<PolicySetting> = Vec::new();
         let mut origins = origin::Origins::new();
         let mut record = |layer: &toml::Table, origin: SettingOrigin| {
             for key in leaf_keys(layer) {
                 origins.insert(key, origin.clone());
             }
         };
-        if let Some(policy) = &sources.policy
-            && let Some(table) = read_layer(policy, false)?
-        {
-            let source = policy.display().to_string();
-            locked = leaf_keys(&table)
-                .into_iter()
-                .map(|key| LockedSetting {
-                    key,
-                    source: source.clone(),
-                })
-                .collect();
+        for layer in &sources.enforced {
+            let Some((source, table)) = read_policy_layer(layer)? else {
+                continue;
+            };
+            let keys = leaf_keys(&table);
+            policy.retain(|p| !keys.contains(&p.key));
+            policy.extend(keys.into_iter().map(|key| PolicySetting {
+                key,
+                source: source.clone(),
+                level: PolicyLevel::Enforced,
+            }));
             record(&table, SettingOrigin::EnforcedPolicy(source));
+            merge(&mut merged, table);
+        }
+        let locked: Vec<PolicySetting> = policy.clone();
+        for layer in &sources.recommended {
+            let Some((source, mut table)) = read_policy_layer(layer)? else {
+                continue;
+            };
+            strip_locked(&mut table, &locked, &source);
+            let keys = leaf_keys(&table);
+            policy.retain(|p| p.level == PolicyLevel::Enforced || !keys.contains(&p.key));
+            policy.extend(keys.into_iter().map(|key| PolicySetting {
+                key,
+                source: source.clone(),
+                level: PolicyLevel::Recommended,
+            }));
+            record(&table, SettingOrigin::RecommendedPolicy(source));
             merge(&mut merged, table);
         }
         for (path, required) in &sources.files {
@@ -112,11 +189,41 @@ impl Config {
         }
         let mut config = deserialize("the merged configuration", merged)?;
         config.validate()?;
-        config.locked = locked;
+        config.policy = policy;
         config.origins = origins;
         config.user_file = sources.user_file.clone();
         Ok(config)
     }
+}
+
+/// Reads and checks one layer of site policy, and refuses a key site policy may not set;
+/// `None` when there is none (a missing file).
+fn read_policy_layer(layer: &PolicyLayer) -> Result<Option<(String, toml::Table)>, ConfigError> {
+    let (source, table) = match layer {
+        PolicyLayer::File(path) => match read_layer(path, false)? {
+            Some(table) => (path.display().to_string(), table),
+            None => return Ok(None),
+        },
+        PolicyLayer::Table { source, table } => {
+            check_layer(source, table)?;
+            (source.clone(), table.clone())
+        }
+        PolicyLayer::Unreadable { source, reason } => {
+            return Err(error(source, "", reason.clone()));
+        }
+    };
+    for key in leaf_keys(&table) {
+        if let Some(setting) = crate::policy::setting(&key)
+            && !setting.lockable
+        {
+            return Err(error(
+                &source,
+                &key,
+                "site policy cannot set this (it is per user)".into(),
+            ));
+        }
+    }
+    Ok(Some((source, table)))
 }
 
 /// Reads and checks one file; `None` when it is missing and not required.
@@ -149,7 +256,7 @@ fn leaf_keys(table: &toml::Table) -> Vec<String> {
 }
 
 /// Removes from a later layer every key site policy locks; policy wins, and says so.
-fn strip_locked(table: &mut toml::Table, locked: &[LockedSetting], source: &str) {
+fn strip_locked(table: &mut toml::Table, locked: &[PolicySetting], source: &str) {
     for lock in locked {
         let mut parts = lock.key.split('.').peekable();
         let mut cursor = &mut *table;

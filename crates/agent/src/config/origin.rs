@@ -11,8 +11,10 @@ use std::fmt;
 pub enum SettingOrigin {
     /// Built in.
     Default,
-    /// The machine file (site policy): locked.
+    /// Enforced site policy (the machine file or the registry): locked.
     EnforcedPolicy(String),
+    /// Recommended site policy: a default the user may change.
+    RecommendedPolicy(String),
     /// The user's file, or the one `--config` names.
     File(String),
     /// A `LOCKSTEP__TABLE__KEY` variable.
@@ -25,7 +27,10 @@ impl fmt::Display for SettingOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SettingOrigin::Default => write!(f, "default"),
-            SettingOrigin::EnforcedPolicy(file) => write!(f, "enforced policy ({file})"),
+            SettingOrigin::EnforcedPolicy(source) => write!(f, "enforced policy ({source})"),
+            SettingOrigin::RecommendedPolicy(source) => {
+                write!(f, "recommended policy ({source})")
+            }
             SettingOrigin::File(file) => write!(f, "file ({file})"),
             SettingOrigin::Environment(name) => write!(f, "environment ({name})"),
             SettingOrigin::CommandLine(item) => write!(f, "command line (--set {item})"),

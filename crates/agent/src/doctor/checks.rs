@@ -23,8 +23,9 @@ pub async fn examine(
             findings.push(Finding::ok(
                 "configuration",
                 format!(
-                    "valid; {} setting(s) locked by the machine file",
-                    config.locked.len()
+                    "valid; site policy enforces {} setting(s) and recommends {}",
+                    config.locked().count(),
+                    config.policy.len() - config.locked().count()
                 ),
             ));
             config

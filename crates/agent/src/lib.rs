@@ -192,6 +192,7 @@ impl Agent {
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
                 ended: ended_rx,
+                runtime: tokio::runtime::Handle::current(),
             }),
         })
     }
@@ -253,6 +254,9 @@ struct HandleInner {
     desktop: Arc<Desktop>,
     bridges: Arc<lockstep_bridges::Bridges>,
     report_cards: Arc<report_card::ReportCards>,
+    /// The runtime the agent started on, for tasks started from outside it (the tray's
+    /// main thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl AgentHandle {
@@ -352,12 +356,28 @@ impl AgentHandle {
     /// Calling it again does nothing.
     /// Publishes where this hub listens in the user's discovery file (see [`discovery`]); the
     /// binaries do, once started (tests' agents do not).
+    /// Publishes this agent's hub, and from then on its links, in the user's discovery files.
     pub fn publish_discovery(&self) {
         discovery::publish(&self.inner.hub_url, self.inner.port);
+        let mut links = self.inner.desktop.watch_links();
+        let mut ended = self.inner.ended.clone();
+        self.inner.runtime.spawn(async move {
+            loop {
+                let current = links.borrow_and_update().clone();
+                // Off the runtime's threads: a file write.
+                let _ =
+                    tokio::task::spawn_blocking(move || discovery::publish_links(&current)).await;
+                // At most a few writes a second, however busy the session.
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                tokio::select! {
+                    changed = links.changed() => if changed.is_err() { break },
+                    _ = ended.wait_for(|e| *e) => break,
+                }
+            }
+        });
     }
 
     pub async fn shutdown(&self) {
-        discovery::withdraw();
         // Bridges leave the session first, while the hub can still take their goodbyes.
         self.inner.bridges.stop().await;
         let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
@@ -365,6 +385,7 @@ impl AgentHandle {
             let _ = stop.send(());
         }
         self.stopped().await;
+        discovery::withdraw();
         let history = self.inner.history.clone();
         // Draining the writer blocks on the disk.
         let _ = tokio::task::spawn_blocking(move || history.shutdown()).await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 /// Whether a link is an app's own subscription or a bridge for an app that speaks no FHIRcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkKind {
     App,

@@ -122,3 +122,83 @@ fn problems_are_named_with_what_to_do_and_fail_the_exit_status() {
     );
     drop(holder);
 }
+
+/// The doctor's findings as JSON, and the detail of the one named `check`.
+fn finding(daemon: &Daemon, check: &str) -> (String, String) {
+    let out = daemon.beside(&["doctor", "--json"]);
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no `{check}` in {findings}"));
+    (
+        found["health"].as_str().unwrap().to_owned(),
+        found["detail"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn until(what: &str, mut probe: impl FnMut() -> Option<String>) -> String {
+    for _ in 0..100 {
+        if let Some(found) = probe() {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("never: {what}");
+}
+
+#[test]
+fn the_doctor_shows_the_running_session_s_apps_and_bridges_and_their_states() {
+    let out = tempfile::tempdir().unwrap();
+    let bridge = format!(
+        r#"
+[[bridges.folder]]
+name = "Dictation drop"
+identifiers.mrn = [{{ system = "urn:mrn" }}]
+
+[bridges.folder.out]
+dir = "{}"
+events = ["Patient-open"]
+file_name = "patient.txt"
+format = "text"
+template = "{{patient.mrn}}"
+"#,
+        out.path().display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Daemon::start_with_text(&format!("{}{bridge}", config(port)));
+    let bridges = until("the bridge in the doctor's report", || {
+        let (_, detail) = finding(&daemon, "bridge states");
+        detail.contains("Dictation drop").then_some(detail)
+    });
+    assert!(!bridges.contains("RIS"), "{bridges}");
+    let (_, apps) = finding(&daemon, "connected apps");
+    assert!(apps.contains("none in the session"), "{apps}");
+
+    // RIS subscribes: the doctor sees it following.
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_lockstepd"))
+        .args(["tail", "--hub", &daemon.origin, "--client-id", "ris"])
+        .env("LOCKSTEP_CLIENT_SECRET", "ris-secret-7f3a")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("RIS following in the doctor's report", || {
+        let (health, detail) = finding(&daemon, "connected apps");
+        (health == "ok" && detail.contains("RIS following since")).then_some(detail)
+    });
+    // It goes without a goodbye: no longer following.
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    until("RIS no longer following", || {
+        let (_, detail) = finding(&daemon, "connected apps");
+        (!detail.contains("RIS following")).then_some(detail)
+    });
+    assert!(daemon.terminate().success());
+}

@@ -2,6 +2,8 @@
 
 use super::Finding;
 use crate::config::{Config, ConfigError};
+use crate::discovery::PublishedLinks;
+use crate::links::LinkKind;
 use crate::paths::Paths;
 use crate::secrets::SecretStore;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -39,7 +41,8 @@ pub async fn examine(
             return findings;
         }
     };
-    findings.push(port(config.hub.port).await);
+    let running = crate::discovery::read();
+    findings.push(port(config.hub.port, running.as_ref().map(|r| r.port)).await);
     let paths = Paths::discover();
     let database = crate::history::database_path(config).ok();
     let data = database
@@ -53,8 +56,12 @@ pub async fn examine(
     }
     findings.push(keyring(config, secrets));
     findings.push(history(config));
+    // The running agent's session, as it publishes it (none when no agent runs).
+    let live = running.and(crate::discovery::read_links());
     findings.push(apps(config));
     findings.push(bridges(config));
+    findings.push(live_links(live.as_ref(), LinkKind::App));
+    findings.push(live_links(live.as_ref(), LinkKind::Bridge));
     findings.push(Finding::ok(
         "upstream link",
         "none configured (this agent's own session)",
@@ -62,30 +69,32 @@ pub async fn examine(
     findings
 }
 
-async fn port(port: u16) -> Finding {
+async fn port(configured: u16, published: Option<u16>) -> Finding {
+    // On a shared host the agent may have taken another port, and published it.
+    if let Some(port) = published.filter(|p| *p != configured) {
+        return match hub_answers(port).await {
+            true => Finding::ok(
+                "port",
+                format!(
+                    "the agent's hub answers on {port}, which it published (the configured \
+                     {configured} is taken, by another user's agent on a shared host)"
+                ),
+            ),
+            false => Finding::problem(
+                "port",
+                format!("the agent published port {port}, but nothing answers there"),
+                "restart Lockstep",
+            ),
+        };
+    }
+    let port = configured;
     match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
         Ok(_) => Finding::ok(
             "port",
             format!("{port} is free (no agent is running for this user)"),
         ),
         Err(_) => {
-            let url =
-                format!("http://127.0.0.1:{port}/fhircast/.well-known/fhircast-configuration");
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build();
-            let answer = match client {
-                Ok(client) => client.get(&url).send().await.ok(),
-                Err(_) => None,
-            };
-            let lockstep = match answer {
-                Some(answer) => answer
-                    .text()
-                    .await
-                    .is_ok_and(|t| t.contains("\"fhircastVersion\"")),
-                None => false,
-            };
-            if lockstep {
+            if hub_answers(port).await {
                 Finding::ok("port", format!("{port}: the agent's hub answers"))
             } else {
                 Finding::problem(
@@ -95,6 +104,24 @@ async fn port(port: u16) -> Finding {
                 )
             }
         }
+    }
+}
+
+/// Whether a FHIRcast hub answers on loopback at `port`.
+async fn hub_answers(port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/fhircast/.well-known/fhircast-configuration");
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+    else {
+        return false;
+    };
+    match client.get(&url).send().await {
+        Ok(answer) => answer
+            .text()
+            .await
+            .is_ok_and(|t| t.contains("\"fhircastVersion\"")),
+        Err(_) => false,
     }
 }
 
@@ -271,5 +298,46 @@ fn bridges(config: &Config) -> Finding {
                 ),
             )
         }
+    }
+}
+
+/// The apps (or bridges) in the running agent's session and their states; a warning when one
+/// is a sync problem.
+fn live_links(live: Option<&PublishedLinks>, kind: LinkKind) -> Finding {
+    let check = match kind {
+        LinkKind::App => "connected apps",
+        LinkKind::Bridge => "bridge states",
+    };
+    let Some(live) = live else {
+        return Finding::ok(
+            check,
+            "the agent is not running; they are shown here while it runs",
+        );
+    };
+    let links: Vec<_> = live.links.iter().filter(|l| l.kind == kind).collect();
+    if links.is_empty() {
+        return Finding::ok(check, "none in the session now");
+    }
+    let listed = links
+        .iter()
+        .map(|l| format!("{} {} since {}", l.name, l.state, l.since))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let troubled: Vec<&str> = links
+        .iter()
+        .filter(|l| l.problem)
+        .map(|l| l.name.as_str())
+        .collect();
+    if troubled.is_empty() {
+        Finding::ok(check, listed)
+    } else {
+        Finding::warning(
+            check,
+            listed,
+            format!(
+                "{} not following: the tray's window says why (`lockstepd apps` has the report cards)",
+                troubled.join(", ")
+            ),
+        )
     }
 }

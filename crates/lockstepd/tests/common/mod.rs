@@ -31,6 +31,9 @@ impl Daemon {
             .args(args)
             .env("RUST_LOG", "info")
             .env("HOME", home.path())
+            // Its own runtime folder: daemons side by side never read each other's
+            // discovery files.
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -74,6 +77,7 @@ impl Daemon {
             .arg(config.path())
             .args(args)
             .env("HOME", self._home.path())
+            .env("XDG_RUNTIME_DIR", self._home.path().join("run"))
             .output()
             .unwrap()
     }

@@ -44,23 +44,43 @@ fn own_uid() -> Option<u32> {
     None
 }
 
+/// The socket listening on a loopback port, as the kernel's table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The uid that opened it.
+    pub uid: u32,
+    /// The socket's inode: `/proc/<pid>/fd/*` links to `socket:[inode]` in the process that
+    /// holds it.
+    pub inode: u64,
+}
+
 /// The uid of the process listening on loopback `port` (IPv4 or IPv6), where it can be known.
 pub fn listener_owner(port: u16) -> Option<u32> {
+    listener(port).map(|l| l.uid)
+}
+
+/// The socket listening on loopback `port` (IPv4 or IPv6), where it can be known.
+pub fn listener(port: u16) -> Option<Listener> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
         .find_map(|table| listener_in(&table, port))
 }
 
-/// The uid of the row listening (state 0A) on `port` in a `/proc/net/tcp*` table.
-fn listener_in(table: &str, port: u16) -> Option<u32> {
+/// The row listening (state 0A) on `port` in a `/proc/net/tcp*` table.
+fn listener_in(table: &str, port: u16) -> Option<Listener> {
     table.lines().skip(1).find_map(|row| {
         let columns: Vec<&str> = row.split_whitespace().collect();
-        let (local, state, uid) = (columns.get(1)?, columns.get(3)?, columns.get(7)?);
+        let (local, state) = (columns.get(1)?, columns.get(3)?);
+        let (uid, inode) = (columns.get(7)?, columns.get(9)?);
         let listening_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-        (*state == "0A" && listening_port == port)
-            .then(|| uid.parse().ok())
-            .flatten()
+        if *state != "0A" || listening_port != port {
+            return None;
+        }
+        Some(Listener {
+            uid: uid.parse().ok()?,
+            inode: inode.parse().ok()?,
+        })
     })
 }
 
@@ -147,7 +167,10 @@ mod tests {
 
     #[test]
     fn the_listener_of_a_port_is_found_in_the_table() {
-        assert_eq!(listener_in(TABLE, 2116), Some(0));
+        assert_eq!(
+            listener_in(TABLE, 2116),
+            Some(Listener { uid: 0, inode: 1 })
+        );
         assert_eq!(listener_in(TABLE, 44610), None);
     }
 

@@ -105,7 +105,9 @@ fn problems_are_named_with_what_to_do_and_fail_the_exit_status() {
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("problem  port") && report.contains("not a FHIRcast hub"),
+        report.contains("problem  port")
+            && report.contains("not a FHIRcast hub")
+            && report.contains(&format!("(pid {})", std::process::id())),
         "{report}"
     );
     assert!(report.contains("→ stop that program"), "{report}");

@@ -97,9 +97,12 @@ async fn port(configured: u16, published: Option<u16>) -> Finding {
             if hub_answers(port).await {
                 Finding::ok("port", format!("{port}: the agent's hub answers"))
             } else {
+                let whom = super::holder::holder(port)
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
                 Finding::problem(
                     "port",
-                    format!("{port} is held by another program, which is not a FHIRcast hub"),
+                    format!("{port} is held by another program{whom}, which is not a FHIRcast hub"),
                     "stop that program, or set hub.port to a free port (and tell the apps)",
                 )
             }

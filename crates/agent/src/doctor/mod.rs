@@ -4,6 +4,7 @@
 
 mod bundle;
 mod checks;
+mod holder;
 
 pub use bundle::write_bundle;
 pub use checks::examine;

@@ -11,11 +11,13 @@
 
 mod layers;
 mod origin;
+mod upstream;
 pub use layers::{
     ConfigSources, PolicyLayer, fuzz_config_file, read_user_file, registry_policy, set_key,
     write_user_file,
 };
 pub use origin::{EffectiveSetting, SettingOrigin};
+pub use upstream::{DEFAULT_SCOPES, UpstreamConfig, WhenDown};
 
 use crate::paths::Paths;
 use lockstep_fhircast::ScopeSet;
@@ -36,6 +38,8 @@ pub struct Config {
     pub desktop: DesktopConfig,
     /// `[[bridges.launch]]`, `[[bridges.folder]]`: legacy apps bridged into the session.
     pub bridges: lockstep_bridges::BridgesConfig,
+    /// `[upstream]`: the site's hub the session follows, if any.
+    pub upstream: UpstreamConfig,
     /// Settings site policy sets: enforced ones later layers cannot change, recommended ones
     /// only defaults.
     #[serde(skip)]
@@ -307,6 +311,9 @@ impl Config {
         self.log
             .validate()
             .map_err(|(key, reason)| error(SOURCE, &format!("log.{key}"), reason))?;
+        self.upstream
+            .validate()
+            .map_err(|(key, reason)| error(SOURCE, &format!("upstream.{key}"), reason))?;
         for (i, app) in self.apps.iter().enumerate() {
             let key = |field: &str| format!("apps[{i}].{field}");
             if app.client_id.trim().is_empty() {
@@ -366,6 +373,9 @@ impl Config {
             if app.client_secret.is_some() {
                 app.client_secret = Some("<redacted>".into());
             }
+        }
+        if copy.upstream.client_secret.is_some() {
+            copy.upstream.client_secret = Some("<redacted>".into());
         }
         toml::to_string_pretty(&copy).unwrap_or_default()
     }

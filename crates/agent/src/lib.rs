@@ -18,6 +18,7 @@ pub mod paths;
 pub mod policy;
 pub mod report_card;
 pub mod secrets;
+pub mod upstream;
 
 pub use config::{AppConfig, Config, ConfigError, ConfigSources, EffectiveSetting, SettingOrigin};
 pub use context::{ContextNow, LastChange};
@@ -33,6 +34,7 @@ use lockstep_hub::{Authority, ClientRegistration, Engine, HubState};
 use secrets::SecretStore;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
+use upstream::Upstream;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +71,24 @@ impl Agent {
     ) -> Result<AgentHandle, AgentError> {
         // The bridges as they will run; the configuration may never have been validated.
         let ready_bridges = config.bridges.validate().map_err(ConfigError::from)?;
-        let clients = {
-            let (apps, secrets) = (config.apps.clone(), secrets.clone());
+        let (clients, upstream_secret) = {
+            let (apps, upstream, secrets) = (
+                config.apps.clone(),
+                config.upstream.clone(),
+                secrets.clone(),
+            );
             // Keyring calls block (D-Bus, Credential Manager): keep them off the runtime's threads.
-            tokio::task::spawn_blocking(move || resolve_clients(&apps, secrets.as_ref()))
-                .await
-                .map_err(|e| AgentError::Secret {
-                    client_id: String::new(),
-                    source: secrets::SecretError(e.to_string()),
-                })??
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, AgentError>((
+                    resolve_clients(&apps, secrets.as_ref())?,
+                    resolve_upstream_secret(&upstream, secrets.as_ref())?,
+                ))
+            })
+            .await
+            .map_err(|e| AgentError::Secret {
+                client_id: String::new(),
+                source: secrets::SecretError(e.to_string()),
+            })??
         };
         let settings = config.hub.clone();
         // Loopback unless configured otherwise, and then only with TLS (listen.rs).
@@ -147,6 +158,16 @@ impl Agent {
             context_tx,
             desktop.clone(),
         ));
+        // Before the bridges start, so that no change of theirs misses the site's hub.
+        let upstream = config.upstream.is_on().then(|| {
+            Upstream::start(
+                &config.upstream,
+                upstream_secret,
+                engine.clone(),
+                topic.clone(),
+            )
+        });
+        let upstream = upstream.flatten();
         let bridges = Arc::new(
             lockstep_bridges::Bridges::start(
                 engine.clone(),
@@ -160,6 +181,7 @@ impl Agent {
             desktop.clone(),
             app_links,
             bridges.watch(),
+            upstream.as_ref().map(Upstream::watch),
         ));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -188,6 +210,7 @@ impl Agent {
                 history,
                 desktop,
                 bridges,
+                upstream,
                 report_cards,
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
@@ -195,6 +218,29 @@ impl Agent {
                 runtime: tokio::runtime::Handle::current(),
             }),
         })
+    }
+}
+
+/// The enterprise link's client secret: inline, from the keyring, or none (the clinician
+/// signs in).
+fn resolve_upstream_secret(
+    upstream: &config::UpstreamConfig,
+    secrets: &dyn SecretStore,
+) -> Result<Option<String>, AgentError> {
+    match (&upstream.client_secret, &upstream.client_secret_key) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(key)) => secrets
+            .get(key)
+            .map_err(|source| AgentError::Secret {
+                client_id: upstream.client_id.clone(),
+                source,
+            })?
+            .map(Some)
+            .ok_or_else(|| AgentError::MissingSecret {
+                client_id: upstream.client_id.clone(),
+                key: key.clone(),
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -253,6 +299,8 @@ struct HandleInner {
     history: Arc<History>,
     desktop: Arc<Desktop>,
     bridges: Arc<lockstep_bridges::Bridges>,
+    /// The enterprise link, where the site has one.
+    upstream: Option<upstream::Upstream>,
     report_cards: Arc<report_card::ReportCards>,
     /// The runtime the agent started on, for tasks started from outside it (the tray's
     /// main thread).
@@ -380,6 +428,9 @@ impl AgentHandle {
     pub async fn shutdown(&self) {
         // Bridges leave the session first, while the hub can still take their goodbyes.
         self.inner.bridges.stop().await;
+        if let Some(upstream) = &self.inner.upstream {
+            upstream.stop();
+        }
         let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
         if let Some(stop) = stop {
             let _ = stop.send(());

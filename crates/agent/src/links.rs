@@ -2,6 +2,7 @@
 //! decisions and the bridges' board.
 
 use crate::desktop::Desktop;
+use crate::upstream::{UPSTREAM_CLIENT_ID, UpstreamStatus};
 use lockstep_bridges::BridgeStatus;
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::{EngineEvent, LinkState, SubscriberInfo};
@@ -10,12 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
-/// Whether a link is an app's own subscription or a bridge for an app that speaks no FHIRcast.
+/// Whether a link is an app's own subscription, a bridge for an app that speaks no FHIRcast,
+/// or the enterprise link to the site's hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkKind {
     App,
     Bridge,
+    Upstream,
 }
 
 /// One app (or bridge) in the session and how it keeps up.
@@ -45,17 +48,35 @@ pub(crate) async fn follow_links(
     desktop: Arc<Desktop>,
     mut events: broadcast::Receiver<EngineEvent>,
     mut bridges: watch::Receiver<Vec<BridgeStatus>>,
+    upstream: Option<watch::Receiver<UpstreamStatus>>,
 ) {
     let mut links = Links::new();
     for (info, state) in desktop.engine.subscribers(&desktop.topic) {
         update(&mut links, &info, state, None);
     }
     sync_bridges(&mut links, &bridges.borrow_and_update());
+    let (mut upstream, mut upstream_running) = match upstream {
+        Some(watch) => (watch, true),
+        None => (watch::channel(UpstreamStatus::default()).1, false),
+    };
+    if upstream_running {
+        sync_upstream(&mut links, &upstream.borrow_and_update());
+    }
     publish(&desktop, &links);
     let mut bridges_running = true;
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
+            changed = upstream.changed(), if upstream_running => {
+                match changed {
+                    Ok(()) => {
+                        sync_upstream(&mut links, &upstream.borrow_and_update());
+                        publish(&desktop, &links);
+                    }
+                    Err(_) => upstream_running = false,
+                }
+                continue;
+            }
             changed = bridges.changed(), if bridges_running => {
                 match changed {
                     Ok(()) => {
@@ -154,6 +175,26 @@ fn update(links: &mut Links, info: &SubscriberInfo, state: LinkState, detail: Op
     );
 }
 
+/// The enterprise link, listed first-class beside the apps: a link down is a sync problem.
+fn sync_upstream(links: &mut Links, status: &UpstreamStatus) {
+    let key = (UPSTREAM_CLIENT_ID.to_owned(), status.site.clone());
+    let detail = Some(status.detail.clone()).filter(|d| !d.is_empty());
+    links.insert(
+        key,
+        LinkView {
+            name: status.site.clone(),
+            own_name: None,
+            via: None,
+            client_id: UPSTREAM_CLIENT_ID.to_owned(),
+            kind: LinkKind::Upstream,
+            state: status.state,
+            detail,
+            since: status.since.clone(),
+            problem: !status.state.is_following(),
+        },
+    );
+}
+
 /// One entry per subscription an app holds: a client may hold several, told apart by the names
 /// they give themselves.
 fn key_of(info: &SubscriberInfo) -> (String, String) {
@@ -171,7 +212,7 @@ fn sync_bridges(links: &mut Links, bridges: &[BridgeStatus]) {
         (LinkKind::App, Some(via)) => bridges
             .iter()
             .any(|b| b.name == *via && b.apps.iter().any(|a| a.name == link.name)),
-        (LinkKind::App, None) => true,
+        (LinkKind::App, None) | (LinkKind::Upstream, _) => true,
     });
     for bridge in bridges {
         let client_id = format!("{}{}", lockstep_bridges::CLIENT_ID_PREFIX, bridge.name);

@@ -271,7 +271,7 @@ async fn reopen_republishes_a_past_open_as_a_new_event_and_audits_it() {
 
     let entries = history(&agent, HistoryQuery::default()).await;
     let stone = entries.iter().find(|e| e.event_id == first).unwrap().id;
-    let reopened = agent.history().reopen(stone, "the radiologist").unwrap();
+    let reopened = reopen(&agent, stone).await.unwrap();
     let frame = viewer.next_frame().await.unwrap().unwrap();
     assert_eq!(frame["id"], reopened);
     assert_ne!(frame["id"], first);
@@ -285,13 +285,8 @@ async fn reopen_republishes_a_past_open_as_a_new_event_and_audits_it() {
         .find(|e| e.event == "Patient-close")
         .unwrap()
         .id;
-    assert!(
-        agent
-            .history()
-            .reopen(close_entry, "the radiologist")
-            .is_err()
-    );
-    assert!(agent.history().reopen(999_999, "the radiologist").is_err());
+    assert!(reopen(&agent, close_entry).await.is_err());
+    assert!(reopen(&agent, 999_999).await.is_err());
 
     let audit = audit_rows(&agent).await;
     let row = audit.iter().find(|a| a.kind == "history.reopened").unwrap();
@@ -324,4 +319,15 @@ async fn after_a_restart_the_context_is_empty_and_history_remains() {
     assert!(again.watch_context().borrow().summary.is_none());
     assert_eq!(history(&again, HistoryQuery::default()).await.len(), 1);
     again.shutdown().await;
+}
+
+/// Reopens a history entry as the window does: on a blocking thread.
+async fn reopen(
+    agent: &lockstep_agent::AgentHandle,
+    id: i64,
+) -> Result<String, lockstep_agent::history::ReopenError> {
+    let history = agent.history().clone();
+    tokio::task::spawn_blocking(move || history.reopen(id, "the radiologist"))
+        .await
+        .unwrap()
 }

@@ -26,5 +26,5 @@ pub use error::BridgeError;
 pub use lockstep_hub::LinkState;
 pub use problem::ConfigProblem;
 pub use report::{AppStatus, BridgeKind, BridgeReport, BridgeStatus, Report, Reporter};
-pub use session::{CLIENT_ID_PREFIX, Session};
+pub use session::{CLIENT_ID_PREFIX, RecentIds, Session, stopped};
 pub use supervisor::{Bridges, ReloadSummary};

@@ -147,27 +147,34 @@ impl Session {
         (id, request)
     }
 
-    /// Validates and publishes a request as this bridge.
-    pub fn publish(&self, request: &Value) -> Result<(), BridgeError> {
-        self.publish_with(request, &self.inner.grant)
+    /// Validates and requests a change as this bridge (through the engine's gate: where the
+    /// site's hub keeps the session, it decides).
+    pub async fn publish(&self, request: &Value) -> Result<(), BridgeError> {
+        self.publish_with(request, &self.inner.grant).await
+    }
+
+    /// [`Session::publish`], for a bridge's blocking thread (the folder's file handling).
+    pub fn publish_blocking(&self, request: &Value) -> Result<(), BridgeError> {
+        tokio::runtime::Handle::current().block_on(self.publish(request))
     }
 
     /// Publishes a request on behalf of an application this bridge brings in: history names
     /// `app` (as `app (via <bridge>)`) as the requester.
-    pub fn publish_for(&self, request: &Value, app: &str) -> Result<(), BridgeError> {
+    pub async fn publish_for(&self, request: &Value, app: &str) -> Result<(), BridgeError> {
         let grant = TokenGrant {
             client_name: format!("{app} (via {})", self.inner.name),
             ..self.inner.grant.clone()
         };
-        self.publish_with(request, &grant)
+        self.publish_with(request, &grant).await
     }
 
-    fn publish_with(&self, request: &Value, grant: &TokenGrant) -> Result<(), BridgeError> {
+    async fn publish_with(&self, request: &Value, grant: &TokenGrant) -> Result<(), BridgeError> {
         let change = ContextChange::parse(request.to_string().as_bytes())
             .map_err(|e| BridgeError::Publish(e.to_string()))?;
         self.inner
             .engine
-            .publish(grant, change)
+            .request(grant, change)
+            .await
             .map_err(|e| BridgeError::Publish(e.to_string()))
     }
 
@@ -356,13 +363,13 @@ fn describe(order: Result<CloseOrder, oneshot::error::RecvError>) -> String {
 /// Event ids a bridge has handled lately: the replay that follows joining again must not
 /// launch or write twice.
 #[derive(Default)]
-pub(crate) struct RecentIds(std::collections::VecDeque<String>);
+pub struct RecentIds(std::collections::VecDeque<String>);
 
 impl RecentIds {
     const KEEP: usize = 32;
 
     /// True the first time an id is seen (and remembers it).
-    pub(crate) fn first_time(&mut self, id: &str) -> bool {
+    pub fn first_time(&mut self, id: &str) -> bool {
         if self.0.iter().any(|seen| seen == id) {
             return false;
         }
@@ -376,7 +383,7 @@ impl RecentIds {
 
 /// Resolves once `stop` says so (or its sender is gone). The watch guard is never held across
 /// an await, so the futures that use this stay `Send`.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     loop {
         if *stop.borrow_and_update() {
             return;

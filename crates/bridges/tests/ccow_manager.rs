@@ -7,7 +7,7 @@ mod common;
 use common::ccow::{Answers, CcowClient, SURVEY_TIMEOUT, participant, told};
 use lockstep_bridges::ccow::manager::{Context, Items, Participant};
 use lockstep_bridges::ccow::server::{
-    ManagerServer, ParticipantEvent, ServerSettings, SessionSide,
+    Committing, ManagerServer, ParticipantEvent, ServerSettings, SessionSide,
 };
 use lockstep_bridges::ccow::wire::read_reply;
 use std::sync::{Arc, Mutex};
@@ -28,11 +28,12 @@ impl SessionSide for Session {
             None => Ok(()),
         }
     }
-    fn committed(&self, context: &Context, by: &str) {
+    fn committed<'a>(&'a self, context: &'a Context, by: &'a str) -> Committing<'a> {
         self.committed
             .lock()
             .unwrap()
             .push((context.clone(), by.to_owned()));
+        Box::pin(std::future::ready(()))
     }
     fn participant(&self, participant: &Participant, event: ParticipantEvent) {
         self.events

@@ -108,19 +108,34 @@ impl ScopeSet {
     }
 
     /// The scopes of `requested` that these scopes cover: how a token request narrows a grant.
-    /// A requested scope that is not covered is dropped, never widened.
+    /// A requested scope that is not covered is never widened: a wider one (`fhircast/*.write`)
+    /// is granted as the registered scopes it covers (`fhircast/Patient-open.write`), the rest
+    /// is dropped.
     pub fn narrow(&self, requested: &ScopeSet) -> ScopeSet {
         let mut out = ScopeSet::default();
-        for (raw, parsed) in requested.iter_with_parsed() {
-            let granted = match parsed {
-                Some(scope) => self.fhircast.iter().any(|own| own.covers(scope)),
-                None => self.contains(raw),
-            };
-            if granted {
-                out.raw.push(raw.to_owned());
-                if let Some(scope) = parsed {
-                    out.fhircast.push(scope.clone());
+        let grant = |out: &mut ScopeSet, raw: &str, scope: Option<&FhircastScope>| {
+            if let Some(scope) = scope {
+                if out.fhircast.contains(scope) {
+                    return;
                 }
+                out.fhircast.push(scope.clone());
+            }
+            out.raw.push(raw.to_owned());
+        };
+        for (raw, parsed) in requested.iter_with_parsed() {
+            match parsed {
+                Some(scope) if self.fhircast.iter().any(|own| own.covers(scope)) => {
+                    grant(&mut out, raw, Some(scope));
+                }
+                Some(scope) => {
+                    for (own_raw, own) in self.iter_with_parsed() {
+                        if let Some(own) = own.filter(|own| scope.covers(own)) {
+                            grant(&mut out, own_raw, Some(own));
+                        }
+                    }
+                }
+                None if self.contains(raw) => grant(&mut out, raw, None),
+                None => {}
             }
         }
         out
@@ -190,9 +205,11 @@ mod tests {
             "fhircast/ImagingStudy-open.read fhircast/*.write fhircast/patient-open.write openid profile",
         );
         let granted = client.narrow(&asked);
+        // `*.write` is granted as the one write scope registered; asked again in another
+        // spelling, it is not listed twice.
         assert_eq!(
             granted.to_string(),
-            "fhircast/ImagingStudy-open.read fhircast/patient-open.write openid"
+            "fhircast/ImagingStudy-open.read fhircast/Patient-open.write openid"
         );
         assert!(!granted.allows("ImagingStudy-open", Access::Write));
         assert!(granted.allows("Patient-open", Access::Write));

@@ -62,10 +62,7 @@ pub async fn examine(
     findings.push(bridges(config));
     findings.push(live_links(live.as_ref(), LinkKind::App));
     findings.push(live_links(live.as_ref(), LinkKind::Bridge));
-    findings.push(Finding::ok(
-        "upstream link",
-        "none configured (this agent's own session)",
-    ));
+    findings.push(upstream(config, live.as_ref()));
     findings
 }
 
@@ -310,6 +307,7 @@ fn live_links(live: Option<&PublishedLinks>, kind: LinkKind) -> Finding {
     let check = match kind {
         LinkKind::App => "connected apps",
         LinkKind::Bridge => "bridge states",
+        LinkKind::Upstream => "upstream link",
     };
     let Some(live) = live else {
         return Finding::ok(
@@ -342,5 +340,33 @@ fn live_links(live: Option<&PublishedLinks>, kind: LinkKind) -> Finding {
                 troubled.join(", ")
             ),
         )
+    }
+}
+
+/// The enterprise link: none configured, or its state as the running agent publishes it.
+fn upstream(config: &Config, live: Option<&PublishedLinks>) -> Finding {
+    if !config.upstream.is_on() {
+        return Finding::ok(
+            "upstream link",
+            "none configured (this agent's own session)",
+        );
+    }
+    let site = config.upstream.site_name();
+    let Some(link) = live.and_then(|l| l.links.iter().find(|l| l.kind == LinkKind::Upstream))
+    else {
+        return Finding::ok(
+            "upstream link",
+            format!("follows {site}; its state is shown here while the agent runs"),
+        );
+    };
+    let said = format!("{site}: {} since {}", link.state, link.since);
+    if link.problem {
+        Finding::warning(
+            "upstream link",
+            said,
+            "check that the site's hub answers and that Lockstep's client is registered there; the tray shows the reason",
+        )
+    } else {
+        Finding::ok("upstream link", said)
     }
 }

@@ -131,7 +131,8 @@ impl History {
     }
 
     /// Re-publishes a past open as a new event: a new id and time, the same context. The
-    /// user's explicit act, recorded in the audit trail with who asked. Blocking (SQLite).
+    /// user's explicit act, recorded in the audit trail with who asked. Blocking (SQLite, and the
+    /// site's hub where it decides): call from a blocking thread.
     pub fn reopen(&self, id: i64, by: &str) -> Result<String, ReopenError> {
         let entry: HistoryEntry = self
             .store
@@ -164,8 +165,10 @@ impl History {
             expires_at: Instant::now() + Duration::from_secs(60),
             acknowledges: true,
         };
-        self.engine
-            .publish(&grant, change)
+        // Through the gate like any requested change (the site's hub may decide it); this is
+        // a blocking thread, so it may wait here.
+        tokio::runtime::Handle::current()
+            .block_on(self.engine.request(&grant, change))
             .map_err(|e| ReopenError::Refused(e.to_string()))?;
         self.writer.record_audit(
             AuditRecord::new(

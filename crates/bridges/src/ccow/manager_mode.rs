@@ -6,7 +6,7 @@ use super::bridge::{CcowBridge, events};
 use super::follow;
 use super::items::Subjects;
 use super::manager::{Context, Items, Participant};
-use super::server::{ManagerServer, ParticipantEvent, ServerSettings, SessionSide};
+use super::server::{Committing, ManagerServer, ParticipantEvent, ServerSettings, SessionSide};
 use crate::error::BridgeError;
 use crate::legacy::Current;
 use crate::session::{RecentIds, Session, stopped};
@@ -169,21 +169,9 @@ impl SessionLink {
     }
 }
 
-impl SessionSide for SessionLink {
-    fn survey(&self, proposed: &Items) -> Result<(), String> {
-        match self.request_for(proposed)? {
-            follow::Follow::Request { event, .. } => {
-                let engine = self.session.engine();
-                match engine.refusal_now(self.session.topic(), event) {
-                    Some(refused) => Err(refused.to_string()),
-                    None => Ok(()),
-                }
-            }
-            follow::Follow::Nothing => Ok(()),
-        }
-    }
-
-    fn committed(&self, context: &Context, by: &str) {
+impl SessionLink {
+    /// A change a CCOW application committed, requested of the session.
+    async fn follow_committed(&self, context: &Context, by: &str) {
         let follow = match self.request_for(&context.items) {
             Ok(follow) => follow,
             Err(why) => {
@@ -206,7 +194,7 @@ impl SessionSide for SessionLink {
         };
         let (id, request) = self.session.request(event.name, context);
         self.published.lock().first_time(&id);
-        if let Err(error) = self.session.publish_for(&request, by) {
+        if let Err(error) = self.session.publish_for(&request, by).await {
             self.session.sync_error(
                 &id,
                 event.name,
@@ -215,6 +203,25 @@ impl SessionSide for SessionLink {
                 ),
             );
         }
+    }
+}
+
+impl SessionSide for SessionLink {
+    fn survey(&self, proposed: &Items) -> Result<(), String> {
+        match self.request_for(proposed)? {
+            follow::Follow::Request { event, .. } => {
+                let engine = self.session.engine();
+                match engine.refusal_now(self.session.topic(), event) {
+                    Some(refused) => Err(refused.to_string()),
+                    None => Ok(()),
+                }
+            }
+            follow::Follow::Nothing => Ok(()),
+        }
+    }
+
+    fn committed<'a>(&'a self, context: &'a Context, by: &'a str) -> Committing<'a> {
+        Box::pin(self.follow_committed(context, by))
     }
 
     fn participant(&self, participant: &Participant, event: ParticipantEvent) {

@@ -120,7 +120,7 @@ impl Follower {
         let (event, context) = request;
         let (id, request) = self.session.request(event.name, context);
         self.published.lock().first_time(&id);
-        if let Err(error) = self.session.publish(&request) {
+        if let Err(error) = self.session.publish(&request).await {
             self.session.sync_error(
                 &id,
                 event.name,

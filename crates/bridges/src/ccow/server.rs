@@ -25,12 +25,15 @@ use tokio::task::JoinSet;
 /// The name Lockstep joins under when it instigates a change for the FHIRcast session.
 pub const LOCKSTEP_APPLICATION: &str = "Lockstep";
 
+/// The session following a committed change (its request may wait on the site's hub).
+pub type Committing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
 /// The FHIRcast session's part in the CCOW context.
 pub trait SessionSide: Send + Sync {
     /// Whether the session would take `proposed`; `Err` is its dissent, in words for the user.
     fn survey(&self, proposed: &Items) -> Result<(), String>;
     /// A change a CCOW application committed, for the session to follow.
-    fn committed(&self, context: &Context, by: &str);
+    fn committed<'a>(&'a self, context: &'a Context, by: &'a str) -> Committing<'a>;
     /// What became of a participant, for its link state: it joined, answered, failed, left.
     fn participant(&self, participant: &Participant, event: ParticipantEvent);
 }
@@ -458,7 +461,7 @@ impl ManagerServer {
         if let Some(committed) = &decided.context
             && !self.is_own_seat(participant)
         {
-            shared.session.committed(committed, &by);
+            shared.session.committed(committed, &by).await;
         }
         let method = if accept {
             Method::ContextChangesAccepted

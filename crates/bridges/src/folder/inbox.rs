@@ -267,7 +267,7 @@ impl Inbox {
             }
         }
         self.session
-            .publish(&request)
+            .publish_blocking(&request)
             .map_err(|e| Rejection::Refused(e.to_string()))?;
         Ok(Handled::Requested {
             event: event.name,

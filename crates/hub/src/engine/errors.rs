@@ -34,6 +34,10 @@ pub enum PublishError {
     /// The hub takes no context changes for now (see [`Engine::refuse_changes`]).
     #[error("{0}")]
     Unavailable(Arc<str>),
+    /// The hub that decides the session (the site's, through the enterprise link) refused it
+    /// with this status; the requester gets the same answer.
+    #[error("the site's hub refused the change ({status}): {message}")]
+    Upstream { status: u16, message: String },
 }
 
 /// Why a WebSocket could not attach to an endpoint.

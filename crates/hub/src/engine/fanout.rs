@@ -126,7 +126,11 @@ impl Engine {
         self.refused_now(paused, event)
     }
 
-    fn refused_now(&self, paused: bool, event: &'static EventSpec) -> Option<PublishError> {
+    pub(super) fn refused_now(
+        &self,
+        paused: bool,
+        event: &'static EventSpec,
+    ) -> Option<PublishError> {
         if event.kind == EventKind::Infrastructure {
             return None;
         }

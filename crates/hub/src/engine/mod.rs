@@ -12,6 +12,7 @@ mod connection;
 mod errors;
 mod events;
 mod fanout;
+mod gate;
 mod replies;
 mod subscriptions;
 mod sweeper;
@@ -22,6 +23,7 @@ pub use crate::link::{LinkEnd, LinkState, SocketEnd};
 pub use connection::{CloseOrder, Connection, FrameText, Outlet, SubscribeOutcome};
 pub use errors::{ConnectError, PublishError, SubscribeError};
 pub use events::{Delivery, EngineEvent, Observer, SubscriberInfo};
+pub use gate::{Gate, GateFuture};
 
 use crate::auth::TokenGrant;
 use crate::clock::now_iso;
@@ -73,6 +75,8 @@ struct Inner {
     refusing: RwLock<Option<Arc<str>>>,
     /// When the sweeper next looks (see [`sweeper`]).
     alarm: Arc<Alarm>,
+    /// Who decides requested changes, where another hub does (see [`Gate`]).
+    gate: RwLock<Option<Arc<dyn Gate>>>,
 }
 
 impl Drop for Inner {
@@ -111,6 +115,7 @@ impl Engine {
                 next_sub: AtomicU64::new(1),
                 refusing: RwLock::new(None),
                 alarm: alarm.clone(),
+                gate: RwLock::new(None),
             }),
         };
         tokio::spawn(sweep(Arc::downgrade(&engine.inner), alarm));

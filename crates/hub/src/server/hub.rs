@@ -139,7 +139,7 @@ pub(super) async fn publish(
     change: ContextChange,
 ) -> Result<Response, Refusal> {
     let event = change.event.name;
-    state.engine.publish(grant, change)?;
+    state.engine.request(grant, change).await?;
     tracing::info!(client = %grant.client_id, event, "context change accepted");
     // Delivery has happened; the answer waits until the change is on record. A 2xx means
     // recorded: a change delivered but not on record is told so.

@@ -94,6 +94,11 @@ impl From<PublishError> for Refusal {
             PublishError::Conflict(_) => StatusCode::CONFLICT,
             PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
             PublishError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The upstream's own 4xx; anything else from it is a gateway failure here.
+            PublishError::Upstream { status, .. } => StatusCode::from_u16(status)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_GATEWAY),
         };
         Refusal::new(status, error.to_string())
     }

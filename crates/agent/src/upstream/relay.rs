@@ -1,0 +1,302 @@
+//! The relay between the two hubs, both ways and exactly once.
+//!
+//! A change requested here (an app's POST, a bridge, the history's reopen) is the engine's
+//! [`Gate`]: it is posted to the site's hub first and applied here only once accepted there,
+//! with the requester's own grant, so the local answer is the site's answer. The site's hub
+//! sends the event back on the link's socket (every subscriber gets it); whichever comes first,
+//! the 202 or that echo, applies it here, under one lock with the socket's other events, so the
+//! workstation applies changes in the site's order and each one once. An event first seen on the
+//! socket is the site's own and is applied here under the site's name.
+
+use super::LinkError;
+use crate::config::WhenDown;
+use lockstep_bridges::RecentIds;
+use lockstep_fhircast::notification::{Frame, Versions};
+use lockstep_fhircast::{ContextChange, EventSpec, ScopeSet};
+use lockstep_hub::clock::now_iso;
+use lockstep_hub::engine::{Gate, GateFuture, PublishError};
+use lockstep_hub::{Engine, TokenGrant};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The client id the site's events are applied under here (history and the window name the
+/// site by its `client_name`).
+pub const UPSTREAM_CLIENT_ID: &str = "upstream";
+
+/// How long the site's hub has to answer a posted change.
+const POST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The relay. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    site: String,
+    engine: Engine,
+    local_topic: Arc<str>,
+    when_down: WhenDown,
+    http: reqwest::Client,
+    /// The site's session while the link is up.
+    up: RwLock<Result<Up, String>>,
+    crossing: Mutex<Crossing>,
+    /// The grant the site's own events are applied under.
+    site_grant: TokenGrant,
+}
+
+/// Where changes go while the link is up.
+#[derive(Clone)]
+pub(crate) struct Up {
+    pub hub_url: String,
+    pub topic: String,
+    pub token: String,
+}
+
+#[derive(Default)]
+struct Crossing {
+    /// Posted to the site, not applied here yet.
+    pending: HashMap<String, (TokenGrant, ContextChange)>,
+    /// Applied here on the echo before the post returned: what applying it said.
+    applied_on_echo: HashMap<String, Result<(), PublishError>>,
+    /// Ids applied here lately, from either side: seen again, they are not applied again.
+    crossed: RecentIds,
+}
+
+/// What to answer the site's hub for an event it sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// Applied here (or already was): `{id, status: 200}`.
+    Applied,
+    /// Refused here: the status, and why (the site's hub tells its apps with a SyncError).
+    Refused(u16, String),
+}
+
+impl Relay {
+    pub(crate) fn new(
+        site: &str,
+        engine: Engine,
+        local_topic: Arc<str>,
+        when_down: WhenDown,
+        http: reqwest::Client,
+    ) -> Self {
+        let site_grant = TokenGrant {
+            client_id: UPSTREAM_CLIENT_ID.into(),
+            client_name: format!("{site} (site hub)"),
+            topic: local_topic.clone(),
+            scopes: ScopeSet::parse("fhircast/*.write").unwrap_or_default(),
+            // The link's grant outlives any of the site's tokens; the link ends it by stopping.
+            expires_at: Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600),
+            acknowledges: true,
+        };
+        Relay {
+            inner: Arc::new(Inner {
+                site: site.to_owned(),
+                engine,
+                local_topic,
+                when_down,
+                http,
+                up: RwLock::new(Err("not connected yet".into())),
+                crossing: Mutex::new(Crossing::default()),
+                site_grant,
+            }),
+        }
+    }
+
+    /// The link is up: changes go to `up`.
+    pub(crate) fn set_up(&self, up: Up) {
+        *self.inner.up.write() = Ok(up);
+    }
+
+    /// The link is down, and why: changes are refused, or kept here (`when_down`).
+    pub(crate) fn set_down(&self, why: &str) {
+        *self.inner.up.write() = Err(why.to_owned());
+    }
+
+    /// An event the site's hub sent: applied here unless it is one already applied.
+    pub(crate) fn inbound(&self, id: &str, frame: &Value) -> Inbound {
+        let inner = &self.inner;
+        let mut crossing = inner.crossing.lock();
+        if let Some((grant, change)) = crossing.pending.remove(id) {
+            // A change requested here, echoed before the site's 202 came back.
+            let result = inner.engine.publish(&grant, change);
+            crossing.crossed.first_time(id);
+            let answer = inbound_answer(&result);
+            crossing.applied_on_echo.insert(id.to_owned(), result);
+            return answer;
+        }
+        if !crossing.crossed.first_time(id) {
+            return Inbound::Applied;
+        }
+        let change = match local_change(frame, &inner.local_topic) {
+            Ok(change) => change,
+            Err(why) => {
+                tracing::warn!(site = %inner.site, "an event from the site's hub was not applied: {why}");
+                return Inbound::Refused(400, why);
+            }
+        };
+        inbound_answer(&inner.engine.publish(&inner.site_grant, change))
+    }
+
+    /// A change the site's state implies (a re-sync), applied here under the site's name.
+    pub(crate) fn apply_from_site(
+        &self,
+        event: &'static EventSpec,
+        context: Value,
+    ) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        let id = uuid::Uuid::new_v4().to_string();
+        let frame = json!({
+            "timestamp": now_iso(),
+            "id": id,
+            "event": { "hub.topic": &*inner.local_topic, "hub.event": event.name, "context": context },
+        });
+        let change = ContextChange::parse(frame.to_string().as_bytes())
+            .map_err(|e| PublishError::Invalid(e.to_string()))?;
+        let mut crossing = inner.crossing.lock();
+        crossing.crossed.first_time(&id);
+        inner.engine.publish(&inner.site_grant, change)
+    }
+
+    async fn request(
+        self,
+        engine: Engine,
+        grant: TokenGrant,
+        change: ContextChange,
+    ) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        let up = inner.up.read().clone();
+        let up = match up {
+            Ok(up) => up,
+            Err(why) => return self.while_down(&engine, &grant, change, &why),
+        };
+        let id = change.id.clone();
+        let body = upstream_body(&change, &up.topic);
+        inner
+            .crossing
+            .lock()
+            .pending
+            .insert(id.clone(), (grant, change));
+        let answer = self.post(&up, body).await;
+        let mut crossing = inner.crossing.lock();
+        let echoed = crossing.applied_on_echo.remove(&id);
+        let pending = crossing.pending.remove(&id);
+        match (answer, echoed, pending) {
+            // The site's own echo applied it: the site accepted it, whatever the post says.
+            (_, Some(result), _) => result,
+            (Ok(()), None, Some((grant, change))) => {
+                let result = engine.publish(&grant, change);
+                crossing.crossed.first_time(&id);
+                result
+            }
+            (Err(refused), None, _) => Err(refused),
+            (Ok(()), None, None) => Ok(()),
+        }
+    }
+
+    fn while_down(
+        &self,
+        engine: &Engine,
+        grant: &TokenGrant,
+        change: ContextChange,
+        why: &str,
+    ) -> Result<(), PublishError> {
+        let site = &self.inner.site;
+        match self.inner.when_down {
+            WhenDown::Refuse => Err(PublishError::Unavailable(
+                format!(
+                    "the link to {site} is down ({why}): {} was not made, so that this workstation never shows what the site's session does not",
+                    change.event.name
+                )
+                .into(),
+            )),
+            WhenDown::KeepLocal => {
+                tracing::warn!(
+                    site = %site,
+                    event = change.event.name,
+                    "the link is down ({why}): the change is kept on this workstation only"
+                );
+                engine.publish(grant, change)
+            }
+        }
+    }
+
+    async fn post(&self, up: &Up, body: String) -> Result<(), PublishError> {
+        let sent = self
+            .inner
+            .http
+            .post(&up.hub_url)
+            .bearer_auth(&up.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(POST_DEADLINE)
+            .body(body)
+            .send()
+            .await;
+        let response = sent.map_err(|e| {
+            PublishError::Unavailable(
+                format!(
+                    "the site's hub ({}) did not answer: {}",
+                    self.inner.site,
+                    LinkError::unreachable(e)
+                )
+                .into(),
+            )
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(PublishError::Upstream {
+            status: status.as_u16(),
+            message: super::excerpt(&text),
+        })
+    }
+}
+
+impl Gate for Relay {
+    fn request(&self, engine: Engine, grant: TokenGrant, change: ContextChange) -> GateFuture {
+        Box::pin(self.clone().request(engine, grant, change))
+    }
+}
+
+fn inbound_answer(result: &Result<(), PublishError>) -> Inbound {
+    match result {
+        Ok(()) => Inbound::Applied,
+        Err(refused) => {
+            let status = lockstep_hub::Refusal::from(refused.clone()).status();
+            Inbound::Refused(status.as_u16(), refused.to_string())
+        }
+    }
+}
+
+/// A request for the site's hub: the same event (its context byte for byte), on the site's
+/// topic.
+fn upstream_body(change: &ContextChange, topic: &str) -> String {
+    Frame {
+        timestamp: &change.timestamp,
+        id: &change.id,
+        topic,
+        event: change.event.name,
+        context: change.context.get(),
+        versions: Versions {
+            version_id: change.version_id.as_deref(),
+            prior_version_id: None,
+        },
+    }
+    .to_json()
+}
+
+/// An event from the site's hub as a change on the local topic.
+fn local_change(frame: &Value, local_topic: &str) -> Result<ContextChange, String> {
+    let mut frame = frame.clone();
+    let event = frame
+        .get_mut("event")
+        .and_then(Value::as_object_mut)
+        .ok_or("no `event` object")?;
+    event.insert("hub.topic".into(), local_topic.into());
+    ContextChange::parse(frame.to_string().as_bytes()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,284 @@
+//! The enterprise link, end to end: a second real `lockstepd` is the site's hub; the
+//! workstation's `lockstepd` follows it through `[upstream]`. Apps on both sides are real
+//! WebSocket clients.
+
+mod common;
+use common::Daemon;
+use lockstep_agent::client::{HubClient, Subscription};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const LINK_SECRET: &str = "link-secret-123";
+
+/// The site's hub: the EHR app, and Lockstep's link client (which may not open studies, so
+/// that the site refuses something the workstation would take).
+fn site_config(port: u16, token_lifetime: u64) -> String {
+    format!(
+        r#"
+[hub]
+port = {port}
+token_lifetime_seconds = {token_lifetime}
+
+[[apps]]
+client_id = "ehr"
+client_secret = "ehr-secret-123"
+scopes = ["fhircast/*.read", "fhircast/*.write"]
+
+[[apps]]
+client_id = "lockstep"
+client_secret = "{LINK_SECRET}"
+name = "Reading room 4"
+scopes = ["fhircast/*.read", "fhircast/Patient-open.write", "fhircast/Patient-close.write", "fhircast/SyncError.write"]
+"#
+    )
+}
+
+fn workstation_config(site: &Daemon, when_down: &str) -> String {
+    format!(
+        r#"
+[hub]
+port = 0
+
+[[apps]]
+client_id = "pacs"
+client_secret = "pacs-secret-123"
+scopes = ["fhircast/*.read", "fhircast/*.write"]
+
+[upstream]
+issuer = "{}"
+client_id = "lockstep"
+client_secret = "{LINK_SECRET}"
+when_down = "{when_down}"
+"#,
+        site.origin
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn patient(id: &str) -> Value {
+    json!([{ "key": "patient", "resource": patient_resource(id) }])
+}
+
+fn patient_resource(id: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "id": id,
+        "identifier": [{ "system": "urn:oid:1.2.36.146.595.217.0.1", "value": format!("MRN-{id}") }]
+    })
+}
+
+/// The upstream link's state as the workstation publishes it (`links.json`).
+fn link_state(workstation: &Daemon) -> Option<String> {
+    let file = workstation.home().join("run/org.lockstep.agent/links.json");
+    let links: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    links["links"]
+        .as_array()?
+        .iter()
+        .find(|l| l["kind"] == "upstream")
+        .and_then(|l| l["state"].as_str())
+        .map(str::to_owned)
+}
+
+async fn wait_for_link(workstation: &Daemon, state: &str) {
+    for _ in 0..400 {
+        if link_state(workstation).as_deref() == Some(state) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the upstream link never became {state} (it is {:?})",
+        link_state(workstation)
+    );
+}
+
+/// The next event (confirmations and acknowledgements aside), acknowledged.
+async fn next_event(subscription: &mut Subscription) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), subscription.next_frame())
+            .await
+            .expect("no event within 10 s")
+            .unwrap()
+            .expect("the socket closed");
+        if frame.get("event").is_some() {
+            let id = frame["id"].as_str().unwrap().to_owned();
+            subscription.acknowledge(&id, 200).await.unwrap();
+            return frame;
+        }
+    }
+}
+
+/// Nothing more arrives for a while.
+async fn nothing_more(subscription: &mut Subscription, who: &str) {
+    let more = tokio::time::timeout(Duration::from_millis(700), subscription.next_frame()).await;
+    if let Ok(Ok(Some(frame))) = more {
+        panic!("{who} got a second frame: {frame}");
+    }
+}
+
+async fn sign_in(daemon: &Daemon, client_id: &str) -> HubClient {
+    HubClient::sign_in(
+        &daemon.origin,
+        client_id,
+        &format!("{client_id}-secret-123"),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+fn opened_patient(frame: &Value) -> &str {
+    frame["event"]["context"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn both_sides_follow_each_other_once_and_the_site_decides() {
+    let site = Daemon::start_with_text(&site_config(0, 3600));
+    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
+    wait_for_link(&workstation, "following").await;
+
+    let ehr = sign_in(&site, "ehr").await;
+    let mut ehr_feed = ehr
+        .subscribe("Patient-open,ImagingStudy-open", None)
+        .await
+        .unwrap();
+    let pacs = sign_in(&workstation, "pacs").await;
+    let mut pacs_feed = pacs
+        .subscribe("Patient-open,ImagingStudy-open", None)
+        .await
+        .unwrap();
+
+    // The site's change reaches the workstation's app, with the site's event id, once.
+    let from_site = ehr
+        .publish("Patient-open", patient("p1"), None)
+        .await
+        .unwrap();
+    let at_pacs = next_event(&mut pacs_feed).await;
+    assert_eq!(at_pacs["id"], from_site.as_str());
+    assert_eq!(opened_patient(&at_pacs), "p1");
+    assert_eq!(at_pacs["event"]["hub.topic"], pacs.topic.as_str());
+    assert_eq!(next_event(&mut ehr_feed).await["id"], from_site.as_str());
+    nothing_more(&mut pacs_feed, "pacs").await;
+
+    // A change requested at the workstation reaches the site's app, once, and is not echoed
+    // back to the workstation's apps.
+    let from_pacs = pacs
+        .publish("Patient-open", patient("p2"), None)
+        .await
+        .unwrap();
+    let at_ehr = next_event(&mut ehr_feed).await;
+    assert_eq!(at_ehr["id"], from_pacs.as_str());
+    assert_eq!(opened_patient(&at_ehr), "p2");
+    assert_eq!(at_ehr["event"]["hub.topic"], ehr.topic.as_str());
+    assert_eq!(next_event(&mut pacs_feed).await["id"], from_pacs.as_str());
+    nothing_more(&mut ehr_feed, "ehr").await;
+    nothing_more(&mut pacs_feed, "pacs").await;
+    let site_now = ehr.current_context().await.unwrap();
+    let here_now = pacs.current_context().await.unwrap();
+    assert_eq!(site_now["context"][0]["resource"]["id"], "p2");
+    assert_eq!(here_now["context"][0]["resource"]["id"], "p2");
+
+    // The site refuses (its client may not open studies): the workstation's app gets the
+    // site's 403, and neither side changes.
+    let study = json!([
+        { "key": "patient", "resource": patient_resource("p2") },
+        { "key": "study", "resource": {
+            "resourceType": "ImagingStudy",
+            "id": "s1",
+            "status": "available",
+            "subject": { "reference": "Patient/p2" },
+            "identifier": [{ "system": "urn:dicom:uid", "value": "urn:oid:1.2.3.4" }]
+        } },
+    ]);
+    let refused = pacs.publish("ImagingStudy-open", study, None).await;
+    match refused {
+        Err(lockstep_agent::client::ClientError::Refused { status, body }) => {
+            assert_eq!(status, 403, "{body}");
+            assert!(body.contains("the site's hub refused"), "{body}");
+        }
+        other => panic!("expected the site's 403, got {other:?}"),
+    }
+    nothing_more(&mut pacs_feed, "pacs").await;
+    nothing_more(&mut ehr_feed, "ehr").await;
+    let here_now = pacs.current_context().await.unwrap();
+    assert_eq!(here_now["context.type"], "Patient");
+}
+
+#[tokio::test]
+async fn the_link_recovers_after_the_site_restarts_and_re_syncs() {
+    let port = free_port();
+    let site = Daemon::start_with_text(&site_config(port, 3600));
+    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
+    wait_for_link(&workstation, "following").await;
+    let pacs = sign_in(&workstation, "pacs").await;
+
+    site.kill_hard();
+    wait_for_link(&workstation, "broken").await;
+    // While the site is away, a change here is refused, saying why: no silent split.
+    match pacs.publish("Patient-open", patient("p9"), None).await {
+        Err(lockstep_agent::client::ClientError::Refused { status, body }) => {
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("link to 127.0.0.1 is down"), "{body}");
+        }
+        other => panic!("expected 503 while the link is down, got {other:?}"),
+    }
+
+    // The site comes back (a new process: new topic, new tokens) and opens a patient before
+    // the link is back; the link recovers and the workstation re-syncs to it.
+    let site = Daemon::start_with_text(&site_config(port, 3600));
+    let ehr = sign_in(&site, "ehr").await;
+    ehr.publish("Patient-open", patient("p3"), None)
+        .await
+        .unwrap();
+    wait_for_link(&workstation, "following").await;
+    let mut here = Value::Null;
+    for _ in 0..100 {
+        here = pacs.current_context().await.unwrap();
+        if here["context"][0]["resource"]["id"] == "p3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(here["context"][0]["resource"]["id"], "p3", "{here}");
+    // And changes here go to the site again.
+    pacs.publish("Patient-open", patient("p4"), None)
+        .await
+        .unwrap();
+    let site_now = ehr.current_context().await.unwrap();
+    assert_eq!(site_now["context"][0]["resource"]["id"], "p4");
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_session_is_renewed_and_the_link_keeps_following() {
+    // The site's tokens (and so its leases) last 3 s: the link must sign in again and renew
+    // its subscription before each ends, without a gap.
+    let site = Daemon::start_with_text(&site_config(0, 3));
+    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
+    wait_for_link(&workstation, "following").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(link_state(&workstation).as_deref(), Some("following"));
+
+    let ehr = sign_in(&site, "ehr").await;
+    let pacs = sign_in(&workstation, "pacs").await;
+    let mut pacs_feed = pacs.subscribe("Patient-open", None).await.unwrap();
+    let from_site = ehr
+        .publish("Patient-open", patient("p5"), None)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut pacs_feed).await["id"], from_site.as_str());
+    // The workstation's change is posted with a fresh token (an expired one would be 401).
+    pacs.publish("Patient-open", patient("p6"), None)
+        .await
+        .unwrap();
+    let site_now = ehr.current_context().await.unwrap();
+    assert_eq!(site_now["context"][0]["resource"]["id"], "p6");
+}

@@ -79,6 +79,7 @@ function renderLinks(links) {
       // What the app calls itself, where site IT registered it under another name.
       if (link.ownName) head.append(el("span", "own-name", `“${link.ownName}”`));
       if (link.kind === "bridge") head.append(el("span", "kind", "bridge"));
+      if (link.kind === "upstream") head.append(el("span", "kind", "site hub"));
       if (link.via) head.append(el("span", "kind", `via ${link.via}`));
       head.append(el("span", "pill", link.stateLabel));
       item.append(head);

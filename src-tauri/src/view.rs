@@ -247,7 +247,7 @@ impl From<&LinkView> for AppLink {
             client_id: link.client_id.clone(),
             kind: link.kind,
             state: link.state,
-            state_label: state_label(link.state).to_owned(),
+            state_label: state_label(link.kind, link.state).to_owned(),
             detail: link.detail.clone(),
             since: link.since.clone(),
             problem: link.problem,
@@ -255,7 +255,17 @@ impl From<&LinkView> for AppLink {
     }
 }
 
-fn state_label(state: LinkState) -> &'static str {
+fn state_label(kind: LinkKind, state: LinkState) -> &'static str {
+    // The link to the site's hub: what the clinician must know is whether it follows the site.
+    if kind == LinkKind::Upstream {
+        return match state {
+            LinkState::Pending => "Signing in",
+            LinkState::Following | LinkState::FollowingUnacknowledged => "Following the site",
+            LinkState::Refused { .. } => "Sign-in refused",
+            LinkState::Off => "Not signed in",
+            _ => "Down: changes are not shared with the site",
+        };
+    }
     match state {
         LinkState::Pending => "Connecting",
         LinkState::Following => "Following",
@@ -354,6 +364,19 @@ mod tests {
 
     fn view(summary: Option<&ContextSummary>, context: Option<&str>) -> CurrentContext {
         CurrentContext::new("http://127.0.0.1:9/".to_owned(), summary, context, None)
+    }
+
+    #[test]
+    fn the_site_link_says_whether_changes_reach_the_site() {
+        assert_eq!(
+            state_label(LinkKind::Upstream, LinkState::Broken),
+            "Down: changes are not shared with the site"
+        );
+        assert_eq!(
+            state_label(LinkKind::Upstream, LinkState::Following),
+            "Following the site"
+        );
+        assert_eq!(state_label(LinkKind::App, LinkState::Broken), "Not working");
     }
 
     #[test]
@@ -516,7 +539,8 @@ mod tests {
             LinkState::Broken,
             LinkState::Off,
         ];
-        let labels: std::collections::HashSet<&str> = states.map(state_label).into();
+        let labels: std::collections::HashSet<&str> =
+            states.map(|state| state_label(LinkKind::App, state)).into();
         assert_eq!(labels.len(), states.len(), "two states read alike");
         assert!(labels.iter().all(|label| !label.is_empty()));
     }

@@ -192,17 +192,21 @@ impl Session {
             &uuid::Uuid::new_v4().to_string(),
             &now_iso(),
         );
-        let posted = ContextChange::parse(frame.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                self.inner
-                    .engine
-                    .publish(&self.inner.grant, c)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = posted {
-            tracing::error!(bridge = %self.inner.name, "could not post a SyncError: {e}");
-        }
+        let change = match ContextChange::parse(frame.as_bytes()) {
+            Ok(change) => change,
+            Err(e) => {
+                tracing::error!(bridge = %self.inner.name, "could not post a SyncError: {e}");
+                return;
+            }
+        };
+        // Through the gate like the bridge's requests (where the site's hub decides, it hears
+        // of the failure too), without holding up the bridge.
+        let (engine, grant) = (self.inner.engine.clone(), self.inner.grant.clone());
+        tokio::spawn(async move {
+            if let Err(e) = engine.request(&grant, change).await {
+                tracing::error!(bridge = %grant.client_name, "could not post a SyncError: {e}");
+            }
+        });
     }
 
     /// Subscribes to `events` and attaches, as an app's WebSocket would.

@@ -282,3 +282,92 @@ async fn a_token_that_expires_mid_session_is_renewed_and_the_link_keeps_followin
     let site_now = ehr.current_context().await.unwrap();
     assert_eq!(site_now["context"][0]["resource"]["id"], "p6");
 }
+
+/// SyncErrors seen on `feed` over a few seconds: (subscriber name, event id) of each.
+async fn sync_errors(feed: &mut Subscription, within: Duration) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(frame) = tokio::time::timeout_at(deadline, feed.next_frame()).await {
+        let frame = frame.unwrap().expect("the socket closed");
+        let Some(id) = frame["id"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        feed.acknowledge(&id, 200).await.unwrap();
+        if frame["event"]["hub.event"] != "SyncError" {
+            continue;
+        }
+        let codings = &frame["event"]["context"][0]["resource"]["issue"][0]["details"]["coding"];
+        let code = |what: &str| {
+            codings
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["system"].as_str().unwrap().ends_with(what))
+                .and_then(|c| c["code"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        seen.push((code("subscribername"), code("eventid")));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn sync_errors_reach_the_other_side_once() {
+    let site = Daemon::start_with_text(&site_config(0, 3600).replace(
+        "token_lifetime_seconds = 3600",
+        "token_lifetime_seconds = 3600\nack_timeout_seconds = 1",
+    ));
+    let workstation = Daemon::start_with_text(
+        &workstation_config(&site, "refuse")
+            .replace("port = 0", "port = 0\nack_timeout_seconds = 1"),
+    );
+    wait_for_link(&workstation, "following").await;
+
+    // On each side one subscriber that never answers, and one that watches for SyncErrors.
+    let ehr = sign_in(&site, "ehr").await;
+    let _ehr_silent = ehr
+        .subscribe("Patient-open", Some("EHR silent"))
+        .await
+        .unwrap();
+    let mut ehr_watch = ehr.subscribe("SyncError", Some("EHR watch")).await.unwrap();
+    let pacs = sign_in(&workstation, "pacs").await;
+    let _pacs_silent = pacs
+        .subscribe("Patient-open", Some("PACS silent"))
+        .await
+        .unwrap();
+    let mut pacs_watch = pacs
+        .subscribe("SyncError", Some("PACS watch"))
+        .await
+        .unwrap();
+
+    let opened = ehr
+        .publish("Patient-open", patient("p7"), None)
+        .await
+        .unwrap();
+    let (at_site, here) = tokio::join!(
+        sync_errors(&mut ehr_watch, Duration::from_secs(4)),
+        sync_errors(&mut pacs_watch, Duration::from_secs(4)),
+    );
+    let about = |seen: &[(String, String)], name: &str| {
+        seen.iter()
+            .filter(|(who, _)| who == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The workstation's app that did not follow is named at the site, under the site's event.
+    assert_eq!(
+        about(&at_site, "PACS silent"),
+        vec![("PACS silent".to_owned(), opened.clone())],
+        "{at_site:?}"
+    );
+    assert_eq!(about(&at_site, "EHR silent").len(), 1, "{at_site:?}");
+    // And the site's app that did not follow is named here; each SyncError arrives once.
+    assert_eq!(
+        about(&here, "EHR silent"),
+        vec![("EHR silent".to_owned(), opened.clone())],
+        "{here:?}"
+    );
+    assert_eq!(about(&here, "PACS silent").len(), 1, "{here:?}");
+    assert_eq!(here.len(), 2, "{here:?}");
+}

@@ -90,6 +90,7 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             about,
             event_name,
             subscriber: _,
+            event_id: _,
             diagnostics,
         } => {
             writer.record_audit(

@@ -106,6 +106,7 @@ impl Upstream {
             http.clone(),
         );
         engine.set_gate(Some(Arc::new(relay.clone())));
+        tokio::spawn(relay.clone().tell_the_site(engine.listen_links()));
         let (status_tx, status) = watch::channel(UpstreamStatus {
             site: site.clone(),
             state: LinkState::Pending,

@@ -11,16 +11,18 @@
 use super::LinkError;
 use crate::config::WhenDown;
 use lockstep_bridges::RecentIds;
+use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::notification::{Frame, Versions};
 use lockstep_fhircast::{ContextChange, EventSpec, ScopeSet};
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::engine::{Gate, GateFuture, PublishError};
-use lockstep_hub::{Engine, TokenGrant};
+use lockstep_hub::{Engine, EngineEvent, TokenGrant};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// The client id the site's events are applied under here (history and the window name the
 /// site by its `client_name`).
@@ -254,6 +256,58 @@ impl Relay {
             status: status.as_u16(),
             message: super::excerpt(&text),
         })
+    }
+}
+
+impl Relay {
+    /// Tells the site of the SyncErrors this hub generates (an app here did not follow), under
+    /// the event's own id, so the site's apps know the workstation did not follow. SyncErrors
+    /// the apps and bridges post are requests, and reach the site through the gate.
+    pub(crate) async fn tell_the_site(self, mut events: broadcast::Receiver<EngineEvent>) {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        "{missed} SyncErrors were not told to the site's hub (too many at once)"
+                    );
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let EngineEvent::SyncError {
+                topic,
+                subscriber: Some(subscriber),
+                event_id,
+                event_name,
+                diagnostics,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            if topic != self.inner.local_topic {
+                continue;
+            }
+            // While the link is down the tray shows the link itself as the problem.
+            let Ok(up) = self.inner.up.read().clone() else {
+                continue;
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let report = SyncErrorReport {
+                event_id: &event_id,
+                event_name: &event_name,
+                subscriber_name: subscriber.spec_name(),
+                diagnostics: &diagnostics,
+                code: IssueCode::Processing,
+            };
+            let body = report.notification(&up.topic, &id, &now_iso());
+            // Its echo on the link's socket is not applied here again.
+            self.inner.crossing.lock().crossed.first_time(&id);
+            if let Err(e) = self.post(&up, body).await {
+                tracing::warn!(site = %self.inner.site, "a SyncError was not told to the site's hub: {e}");
+            }
+        }
     }
 }
 

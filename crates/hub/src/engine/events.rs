@@ -105,6 +105,8 @@ pub enum EngineEvent {
         about: String,
         /// The failing subscriber, for a SyncError the hub generated.
         subscriber: Option<Arc<SubscriberInfo>>,
+        /// The id of the event that failed (for a posted SyncError, the SyncError's own).
+        event_id: String,
         event_name: String,
         diagnostics: String,
     },

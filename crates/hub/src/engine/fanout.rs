@@ -92,6 +92,7 @@ impl Engine {
                 topic: topic.id.clone(),
                 about: grant.client_name.clone(),
                 subscriber: None,
+                event_id: change.id.clone(),
                 event_name: event.name.to_owned(),
                 diagnostics: sync_error_diagnostics(&change).unwrap_or_default(),
             });
@@ -210,6 +211,7 @@ impl Engine {
             topic: topic.id.clone(),
             about: subscriber.display_name(),
             subscriber: Some(subscriber),
+            event_id: event_id.to_owned(),
             event_name: event_name.to_owned(),
             diagnostics: diagnostics.to_owned(),
         });

@@ -131,6 +131,7 @@ fn run_event_loop(
     present::start(handle, &agent);
     autostart::apply(handle, agent.settings().start_at_login);
     termination.quit_app_on_signal(handle.clone());
+    quit_app_on_sign_out(handle.clone(), agent.clone());
     if window::under_automation() {
         // A WebDriver session attaches to the first web view, and the tray makes none until
         // asked: give the driver the current-context window to start from.
@@ -150,6 +151,15 @@ fn run_event_loop(
     present::stop();
     anyhow::ensure!(code == 0, "the tray app exited with status {code}");
     Ok(())
+}
+
+/// Signing out of the OS session (`UserLogout` sent) quits like the tray's Quit does.
+fn quit_app_on_sign_out(app: tauri::AppHandle, agent: AgentHandle) {
+    tauri::async_runtime::spawn(async move {
+        agent.signed_out().await;
+        tracing::info!("the clinician signed out: quitting");
+        app.exit(0);
+    });
 }
 
 /// SIGTERM and SIGINT quit like the tray's Quit does, so a service manager or a logout stops

@@ -60,6 +60,9 @@ pub struct DesktopConfig {
     pub start_at_login: bool,
     /// OS notifications for sync problems.
     pub notifications: bool,
+    /// A locked screen sends `UserHibernate` to the session and signing out `UserLogout`
+    /// (off for a shared kiosk whose screen lock should not end anyone's reading).
+    pub follow_os_session: bool,
 }
 
 impl Default for DesktopConfig {
@@ -67,6 +70,7 @@ impl Default for DesktopConfig {
         DesktopConfig {
             start_at_login: false,
             notifications: true,
+            follow_os_session: true,
         }
     }
 }

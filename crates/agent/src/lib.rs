@@ -14,6 +14,7 @@ pub mod history;
 pub mod links;
 pub mod listen;
 pub mod logging;
+pub mod os_session;
 pub mod paths;
 pub mod policy;
 pub mod report_card;
@@ -168,6 +169,15 @@ impl Agent {
             )
         });
         let upstream = upstream.flatten();
+        let (signed_out_tx, signed_out) = watch::channel(false);
+        if config.desktop.follow_os_session {
+            follow_os_session(os_session::Follower {
+                engine: engine.clone(),
+                topic: topic.clone(),
+                resync: upstream.as_ref().map(Upstream::resync_trigger),
+                signed_out: signed_out_tx,
+            });
+        }
         let bridges = Arc::new(
             lockstep_bridges::Bridges::start(
                 engine.clone(),
@@ -211,6 +221,7 @@ impl Agent {
                 desktop,
                 bridges,
                 upstream,
+                signed_out,
                 report_cards,
                 context: context_rx,
                 stop: Mutex::new(Some(stop_tx)),
@@ -219,6 +230,14 @@ impl Agent {
             }),
         })
     }
+}
+
+/// Follows the OS session where the platform's watcher is built (see `os_session`).
+fn follow_os_session(follower: os_session::Follower) {
+    #[cfg(target_os = "linux")]
+    os_session::start(Box::new(os_session::DbusWatcher::from_env()), follower);
+    #[cfg(not(target_os = "linux"))]
+    drop(follower);
 }
 
 /// The enterprise link's client secret: inline, from the keyring, or none (the clinician
@@ -301,6 +320,8 @@ struct HandleInner {
     bridges: Arc<lockstep_bridges::Bridges>,
     /// The enterprise link, where the site has one.
     upstream: Option<upstream::Upstream>,
+    /// Becomes true when the clinician signed out of the OS session.
+    signed_out: watch::Receiver<bool>,
     report_cards: Arc<report_card::ReportCards>,
     /// The runtime the agent started on, for tasks started from outside it (the tray's
     /// main thread).
@@ -442,6 +463,16 @@ impl AgentHandle {
         let _ = tokio::task::spawn_blocking(move || history.shutdown()).await;
     }
 
+    /// Resolves when the clinician has signed out of the OS session (`UserLogout` is sent):
+    /// the shell then stops the agent.
+    pub async fn signed_out(&self) {
+        let mut signed_out = self.inner.signed_out.clone();
+        if signed_out.wait_for(|out| *out).await.is_err() {
+            // Nobody follows the OS session (turned off, or no watcher here): never.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Resolves when the hub has stopped (after `shutdown`, or on its own if it failed).
     pub async fn stopped(&self) {
         let mut ended = self.inner.ended.clone();
@@ -488,6 +519,7 @@ pub async fn run_until_signal_reloading(
         _ = stop => {}
         _ = reloads => {}
         _ = agent.stopped() => anyhow::bail!("the hub stopped unexpectedly"),
+        () = agent.signed_out() => tracing::info!("the clinician signed out"),
     }
     tracing::info!("stopping");
     agent.shutdown().await;

@@ -38,6 +38,8 @@ pub(super) struct Link {
     pub engine: Engine,
     pub local_topic: Arc<str>,
     pub status: watch::Sender<UpstreamStatus>,
+    /// Asks for a re-sync from the site's current context (the screen unlocked).
+    pub resync: Arc<tokio::sync::Notify>,
 }
 
 /// How one connection ended.
@@ -121,17 +123,7 @@ impl Link {
             token: session.token.clone(),
         };
         self.relay.set_up(up(&session));
-        if let Err(why) = resync::resync(
-            &self.http,
-            &session,
-            &self.relay,
-            &self.engine,
-            &self.local_topic,
-        )
-        .await
-        {
-            tracing::warn!(site = %self.site, "could not re-sync from the site's current context: {why}");
-        }
+        self.resync_now(&session).await;
         self.set(
             LinkState::Following,
             format!("following {}'s session", self.site),
@@ -140,6 +132,10 @@ impl Link {
         loop {
             let message = tokio::select! {
                 message = socket.next() => message,
+                () = self.resync.notified() => {
+                    self.resync_now(&session).await;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(renew_at.into()) => {
                     match self.renew(&session, &endpoint).await {
                         Ok(renewed) => {
@@ -200,6 +196,20 @@ impl Link {
                 }
                 Frame::Heartbeat { .. } | Frame::Other => {}
             }
+        }
+    }
+
+    async fn resync_now(&self, session: &SiteSession) {
+        let synced = resync::resync(
+            &self.http,
+            session,
+            &self.relay,
+            &self.engine,
+            &self.local_topic,
+        )
+        .await;
+        if let Err(why) = synced {
+            tracing::warn!(site = %self.site, "could not re-sync from the site's current context: {why}");
         }
     }
 

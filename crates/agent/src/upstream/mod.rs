@@ -84,6 +84,7 @@ pub struct Upstream {
     status: watch::Receiver<UpstreamStatus>,
     stop: watch::Sender<bool>,
     engine: Engine,
+    resync: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
@@ -114,6 +115,7 @@ impl Upstream {
             since: now_iso(),
         });
         let (stop, stop_rx) = watch::channel(false);
+        let resync = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(
             link::Link {
                 site,
@@ -123,6 +125,7 @@ impl Upstream {
                 engine: engine.clone(),
                 local_topic: topic,
                 status: status_tx,
+                resync: resync.clone(),
             }
             .run(stop_rx),
         );
@@ -130,11 +133,17 @@ impl Upstream {
             status,
             stop,
             engine,
+            resync,
         })
     }
 
     pub fn watch(&self) -> watch::Receiver<UpstreamStatus> {
         self.status.clone()
+    }
+
+    /// Notified, the link re-syncs the local session from the site's current context.
+    pub(crate) fn resync_trigger(&self) -> Arc<tokio::sync::Notify> {
+        self.resync.clone()
     }
 
     /// Ends the link (the agent is stopping): local changes are no longer gated.

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Daemon {
     child: Child,
     pub origin: String,
+    /// Every line it has written to standard error so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _config: Option<tempfile::NamedTempFile>,
     _home: tempfile::TempDir,
 }
@@ -16,19 +18,34 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `lockstepd --config FILE` with `config` as the file's text.
     pub fn start_with_text(config: &str) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Daemon::start_with_text`], with these environment variables set too.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(config.as_bytes()).unwrap();
         let path = file.path().to_owned();
-        Self::start(&path, &[], Some(file))
+        Self::spawn(&path, &[], Some(file), env)
     }
 
     /// Starts `lockstepd --config FILE ARGS...` and waits for its "hub ready at" line.
     pub fn start(config: &Path, args: &[&str], file: Option<tempfile::NamedTempFile>) -> Daemon {
+        Self::spawn(config, args, file, &[])
+    }
+
+    fn spawn(
+        config: &Path,
+        args: &[&str],
+        file: Option<tempfile::NamedTempFile>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let home = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_lockstepd"))
             .arg("--config")
             .arg(config)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("HOME", home.path())
             // Its own runtime folder: daemons side by side never read each other's
@@ -40,11 +57,14 @@ impl Daemon {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.split("hub ready at ").nth(1) {
                     let _ = tx.send(url.split_whitespace().next().unwrap_or("").to_owned());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let hub_url = rx
@@ -54,6 +74,7 @@ impl Daemon {
         Daemon {
             child,
             origin,
+            log,
             _config: file,
             _home: home,
         }
@@ -85,6 +106,39 @@ impl Daemon {
     /// The daemon's home folder (its data, history and logs are under it).
     pub fn home(&self) -> &Path {
         self._home.path()
+    }
+
+    /// Waits (up to 20 s) until it has logged a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        for _ in 0..400 {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(text))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lockstepd never logged {text:?}");
+    }
+
+    /// What it has logged so far, for a failing assertion's message.
+    pub fn logged(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (up to 20 s) for it to exit on its own.
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lockstepd did not exit");
     }
 
     pub fn pid(&self) -> u32 {

@@ -37,7 +37,7 @@ pub(super) struct Link {
     pub relay: Relay,
     pub engine: Engine,
     pub local_topic: Arc<str>,
-    pub status: watch::Sender<UpstreamStatus>,
+    pub status: Arc<watch::Sender<UpstreamStatus>>,
     /// Asks for a re-sync from the site's current context (the screen unlocked).
     pub resync: Arc<tokio::sync::Notify>,
 }
@@ -91,6 +91,7 @@ impl Link {
     }
 
     fn set(&self, state: LinkState, detail: String) {
+        let detail = format!("{detail}{}", self.relay.kept_local_note());
         self.status.send_if_modified(|status| {
             if status.state == state && status.detail == detail {
                 return false;

@@ -99,21 +99,23 @@ impl Upstream {
         let credentials = signin::Credentials::new(config, secret)?;
         let site = config.site_name();
         let http = reqwest::Client::new();
-        let relay = relay::Relay::new(
-            &site,
-            engine.clone(),
-            topic.clone(),
-            config.when_down,
-            http.clone(),
-        );
-        engine.set_gate(Some(Arc::new(relay.clone())));
-        tokio::spawn(relay.clone().tell_the_site(engine.listen_links()));
         let (status_tx, status) = watch::channel(UpstreamStatus {
             site: site.clone(),
             state: LinkState::Pending,
             detail: format!("signing in to {site}"),
             since: now_iso(),
         });
+        let status_tx = Arc::new(status_tx);
+        let relay = relay::Relay::new(
+            &site,
+            engine.clone(),
+            topic.clone(),
+            config.when_down,
+            http.clone(),
+            status_tx.clone(),
+        );
+        engine.set_gate(Some(Arc::new(relay.clone())));
+        tokio::spawn(relay.clone().tell_the_site(engine.listen_links()));
         let (stop, stop_rx) = watch::channel(false);
         let resync = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(

@@ -9,6 +9,7 @@
 //! socket is the site's own and is applied here under the site's name.
 
 use super::LinkError;
+use super::UpstreamStatus;
 use crate::config::WhenDown;
 use lockstep_bridges::RecentIds;
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
@@ -21,8 +22,10 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 /// The client id the site's events are applied under here (history and the window name the
 /// site by its `client_name`).
@@ -48,6 +51,10 @@ struct Inner {
     crossing: Mutex<Crossing>,
     /// The grant the site's own events are applied under.
     site_grant: TokenGrant,
+    /// Changes kept on this workstation only since the link went down (`when_down`).
+    kept_local: AtomicUsize,
+    /// The link's row in the window, which says so.
+    status: Arc<watch::Sender<UpstreamStatus>>,
 }
 
 /// Where changes go while the link is up.
@@ -84,6 +91,7 @@ impl Relay {
         local_topic: Arc<str>,
         when_down: WhenDown,
         http: reqwest::Client,
+        status: Arc<watch::Sender<UpstreamStatus>>,
     ) -> Self {
         let site_grant = TokenGrant {
             client_id: UPSTREAM_CLIENT_ID.into(),
@@ -104,13 +112,25 @@ impl Relay {
                 up: RwLock::new(Err("not connected yet".into())),
                 crossing: Mutex::new(Crossing::default()),
                 site_grant,
+                kept_local: AtomicUsize::new(0),
+                status,
             }),
         }
     }
 
-    /// The link is up: changes go to `up`.
+    /// The link is up: changes go to `up` (and none is kept here only any more).
     pub(crate) fn set_up(&self, up: Up) {
         *self.inner.up.write() = Ok(up);
+        self.inner.kept_local.store(0, Ordering::Relaxed);
+    }
+
+    /// What the link's row adds while changes are kept here only.
+    pub(crate) fn kept_local_note(&self) -> String {
+        match self.inner.kept_local.load(Ordering::Relaxed) {
+            0 => String::new(),
+            1 => "; 1 change is kept on this workstation only".into(),
+            n => format!("; {n} changes are kept on this workstation only"),
+        }
     }
 
     /// The link is down, and why: changes are refused, or kept here (`when_down`).
@@ -221,7 +241,14 @@ impl Relay {
                     event = change.event.name,
                     "the link is down ({why}): the change is kept on this workstation only"
                 );
-                engine.publish(grant, change)
+                engine.publish(grant, change)?;
+                self.inner.kept_local.fetch_add(1, Ordering::Relaxed);
+                let note = self.kept_local_note();
+                // The row reads as the link's own: why it is down, then what is kept here.
+                self.inner
+                    .status
+                    .send_modify(|status| status.detail = format!("{why}{note}"));
+                Ok(())
             }
         }
     }

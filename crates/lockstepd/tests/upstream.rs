@@ -28,7 +28,7 @@ scopes = ["fhircast/*.read", "fhircast/*.write"]
 client_id = "lockstep"
 client_secret = "{LINK_SECRET}"
 name = "Reading room 4"
-scopes = ["fhircast/*.read", "fhircast/Patient-open.write", "fhircast/Patient-close.write", "fhircast/SyncError.write"]
+scopes = ["fhircast/*.read", "fhircast/Patient-open.write", "fhircast/Patient-close.write", "fhircast/DiagnosticReport-open.write", "fhircast/DiagnosticReport-update.write", "fhircast/SyncError.write"]
 "#
     )
 }
@@ -370,4 +370,88 @@ async fn sync_errors_reach_the_other_side_once() {
     );
     assert_eq!(about(&here, "PACS silent").len(), 1, "{here:?}");
     assert_eq!(here.len(), 2, "{here:?}");
+}
+
+fn example(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An update that adds one Observation with `id`.
+fn update_adding(id: &str) -> Value {
+    let mut update = example("report-update.json");
+    update[2]["resource"]["entry"][0]["resource"]["id"] = id.into();
+    update
+}
+
+fn version(current: &Value) -> String {
+    current["context.versionId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn content_sharing_keeps_each_hub_s_versions_straight() {
+    let site = Daemon::start_with_text(&site_config(0, 3600));
+    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
+    wait_for_link(&workstation, "following").await;
+    let ehr = sign_in(&site, "ehr").await;
+    let mut ehr_feed = ehr
+        .subscribe("DiagnosticReport-update", None)
+        .await
+        .unwrap();
+    let pacs = sign_in(&workstation, "pacs").await;
+    let mut pacs_feed = pacs
+        .subscribe("DiagnosticReport-update", None)
+        .await
+        .unwrap();
+
+    // Opened here: each hub mints its own version.
+    pacs.publish("DiagnosticReport-open", example("report-open.json"), None)
+        .await
+        .unwrap();
+    let here = version(&pacs.current_context().await.unwrap());
+    let there = version(&ehr.current_context().await.unwrap());
+    assert_ne!(here, there, "each hub mints its own version");
+
+    // An update here names the local version; the site takes it against its own.
+    pacs.publish(
+        "DiagnosticReport-update",
+        update_adding("obs-1"),
+        Some(&here),
+    )
+    .await
+    .unwrap();
+    let at_ehr = next_event(&mut ehr_feed).await;
+    assert_eq!(at_ehr["event"]["context.priorVersionId"], there.as_str());
+    let at_pacs = next_event(&mut pacs_feed).await;
+    assert_eq!(at_pacs["event"]["context.priorVersionId"], here.as_str());
+
+    // An update at the site is applied here against the local version, and the next one
+    // from here still fits.
+    let there = version(&ehr.current_context().await.unwrap());
+    ehr.publish(
+        "DiagnosticReport-update",
+        update_adding("obs-2"),
+        Some(&there),
+    )
+    .await
+    .unwrap();
+    let at_pacs = next_event(&mut pacs_feed).await;
+    let here_now = version(&pacs.current_context().await.unwrap());
+    assert_eq!(at_pacs["event"]["context.versionId"], here_now.as_str());
+    assert_ne!(at_pacs["event"]["context.priorVersionId"], there.as_str());
+    next_event(&mut ehr_feed).await;
+    pacs.publish(
+        "DiagnosticReport-update",
+        update_adding("obs-3"),
+        Some(&here_now),
+    )
+    .await
+    .unwrap();
+    let at_ehr = next_event(&mut ehr_feed).await;
+    assert_eq!(
+        at_ehr["event"]["context"][2]["resource"]["entry"][0]["resource"]["id"],
+        "obs-3"
+    );
 }

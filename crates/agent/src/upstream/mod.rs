@@ -8,6 +8,7 @@ mod link;
 mod relay;
 mod resync;
 mod signin;
+mod versions;
 
 pub use relay::UPSTREAM_CLIENT_ID;
 

@@ -10,10 +10,11 @@
 
 use super::LinkError;
 use super::UpstreamStatus;
+use super::versions::{Versions, localise, minted};
 use crate::config::WhenDown;
 use lockstep_bridges::RecentIds;
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
-use lockstep_fhircast::notification::{Frame, Versions};
+use lockstep_fhircast::notification::{Frame, Versions as FrameVersions};
 use lockstep_fhircast::{ContextChange, EventSpec, ScopeSet};
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::engine::{Gate, GateFuture, PublishError};
@@ -73,6 +74,8 @@ struct Crossing {
     applied_on_echo: HashMap<String, Result<(), PublishError>>,
     /// Ids applied here lately, from either side: seen again, they are not applied again.
     crossed: RecentIds,
+    /// Which local content version is which of the site's.
+    versions: Versions,
 }
 
 /// What to answer the site's hub for an event it sent.
@@ -144,23 +147,48 @@ impl Relay {
         let mut crossing = inner.crossing.lock();
         if let Some((grant, change)) = crossing.pending.remove(id) {
             // A change requested here, echoed before the site's 202 came back.
-            let result = inner.engine.publish(&grant, change);
-            crossing.crossed.first_time(id);
+            let result = self.apply(&mut crossing, &grant, change, minted(frame));
             let answer = inbound_answer(&result);
             crossing.applied_on_echo.insert(id.to_owned(), result);
             return answer;
         }
         if !crossing.crossed.first_time(id) {
+            // Applied here already: its echo says what version the site minted for it.
+            if let Some(site) = minted(frame) {
+                crossing.versions.site_told(id, site);
+            }
             return Inbound::Applied;
         }
-        let change = match local_change(frame, &inner.local_topic) {
+        let change = match local_change(frame, &inner.local_topic, &crossing.versions) {
             Ok(change) => change,
             Err(why) => {
                 tracing::warn!(site = %inner.site, "an event from the site's hub was not applied: {why}");
                 return Inbound::Refused(400, why);
             }
         };
-        inbound_answer(&inner.engine.publish(&inner.site_grant, change))
+        let result = self.apply(&mut crossing, &inner.site_grant, change, minted(frame));
+        inbound_answer(&result)
+    }
+
+    /// Applies a change here (under the crossing lock, so in the site's order), remembering it
+    /// crossed and which version it minted here beside the site's (when it is known).
+    fn apply(
+        &self,
+        crossing: &mut Crossing,
+        grant: &TokenGrant,
+        change: ContextChange,
+        site_version: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        let id = change.id.clone();
+        crossing.crossed.first_time(&id);
+        inner.engine.publish(grant, change)?;
+        if let Some(local) = inner.engine.current_context_of(&inner.local_topic) {
+            crossing
+                .versions
+                .applied_here(&id, local.version_id, site_version);
+        }
+        Ok(())
     }
 
     /// A change the site's state implies (a re-sync), applied here under the site's name.
@@ -168,6 +196,7 @@ impl Relay {
         &self,
         event: &'static EventSpec,
         context: Value,
+        site_version: Option<&str>,
     ) -> Result<(), PublishError> {
         let inner = &self.inner;
         let id = uuid::Uuid::new_v4().to_string();
@@ -179,8 +208,7 @@ impl Relay {
         let change = ContextChange::parse(frame.to_string().as_bytes())
             .map_err(|e| PublishError::Invalid(e.to_string()))?;
         let mut crossing = inner.crossing.lock();
-        crossing.crossed.first_time(&id);
-        inner.engine.publish(&inner.site_grant, change)
+        self.apply(&mut crossing, &inner.site_grant, change, site_version)
     }
 
     async fn request(
@@ -196,12 +224,16 @@ impl Relay {
             Err(why) => return self.while_down(&engine, &grant, change, &why),
         };
         let id = change.id.clone();
-        let body = upstream_body(&change, &up.topic);
-        inner
-            .crossing
-            .lock()
-            .pending
-            .insert(id.clone(), (grant, change));
+        let body = {
+            let mut crossing = inner.crossing.lock();
+            let site_version = change
+                .version_id
+                .as_deref()
+                .map(|local| crossing.versions.to_site(local).unwrap_or(local).to_owned());
+            let body = upstream_body(&change, &up.topic, site_version.as_deref());
+            crossing.pending.insert(id.clone(), (grant, change));
+            body
+        };
         let answer = self.post(&up, body).await;
         let mut crossing = inner.crossing.lock();
         let echoed = crossing.applied_on_echo.remove(&id);
@@ -210,9 +242,7 @@ impl Relay {
             // The site's own echo applied it: the site accepted it, whatever the post says.
             (_, Some(result), _) => result,
             (Ok(()), None, Some((grant, change))) => {
-                let result = engine.publish(&grant, change);
-                crossing.crossed.first_time(&id);
-                result
+                self.apply(&mut crossing, &grant, change, None)
             }
             (Err(refused), None, _) => Err(refused),
             (Ok(()), None, None) => Ok(()),
@@ -355,16 +385,16 @@ fn inbound_answer(result: &Result<(), PublishError>) -> Inbound {
 }
 
 /// A request for the site's hub: the same event (its context byte for byte), on the site's
-/// topic.
-fn upstream_body(change: &ContextChange, topic: &str) -> String {
+/// topic, naming the site's content version.
+fn upstream_body(change: &ContextChange, topic: &str, version: Option<&str>) -> String {
     Frame {
         timestamp: &change.timestamp,
         id: &change.id,
         topic,
         event: change.event.name,
         context: change.context.get(),
-        versions: Versions {
-            version_id: change.version_id.as_deref(),
+        versions: FrameVersions {
+            version_id: version,
             prior_version_id: None,
         },
     }
@@ -372,12 +402,17 @@ fn upstream_body(change: &ContextChange, topic: &str) -> String {
 }
 
 /// An event from the site's hub as a change on the local topic.
-fn local_change(frame: &Value, local_topic: &str) -> Result<ContextChange, String> {
+fn local_change(
+    frame: &Value,
+    local_topic: &str,
+    versions: &Versions,
+) -> Result<ContextChange, String> {
     let mut frame = frame.clone();
     let event = frame
         .get_mut("event")
         .and_then(Value::as_object_mut)
         .ok_or("no `event` object")?;
     event.insert("hub.topic".into(), local_topic.into());
+    localise(event, versions);
     ContextChange::parse(frame.to_string().as_bytes()).map_err(|e| e.to_string())
 }

@@ -24,11 +24,18 @@ pub(crate) struct SiteContext {
     pub context_type: String,
     /// The context array, without the content bundle (an open does not carry it).
     pub context: Vec<Value>,
+    /// Its `context.versionId` (a report's content version), if it gave one.
+    pub version_id: Option<String>,
 }
 
 impl SiteContext {
     /// The STU3 object, or the STU2 bare array some hubs still answer with.
     pub(crate) fn read(answer: &Value) -> Result<Self, LinkError> {
+        let version_id = answer
+            .get("context.versionId")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
         let (context_type, entries) = match answer {
             Value::Array(entries) => (String::new(), entries.clone()),
             Value::Object(object) => (
@@ -65,6 +72,7 @@ impl SiteContext {
         Ok(SiteContext {
             context_type,
             context,
+            version_id,
         })
     }
 
@@ -122,6 +130,7 @@ pub(super) async fn resync(
         Some(current) => SiteContext {
             context_type: current.context_type.to_owned(),
             context: serde_json::from_str(&current.context).unwrap_or_default(),
+            version_id: None,
         },
         None => return Ok(()),
     };
@@ -130,19 +139,19 @@ pub(super) async fn resync(
             if (site.context_type.as_str(), site.anchor_id())
                 != (local.context_type.as_str(), local.anchor_id()) =>
         {
-            Some((open, site.context))
+            Some((open, site.context, site.version_id.as_deref()))
         }
         (None, Some(local_open)) => EventSpec::lookup(&local_open.name.replace("-open", "-close"))
-            .map(|close| (close, local.context)),
+            .map(|close| (close, local.context, None)),
         _ => None,
     };
-    if let Some((event, context)) = step {
+    if let Some((event, context, site_version)) = step {
         tracing::info!(
             event = event.name,
             "re-syncing from the site's current context"
         );
         relay
-            .apply_from_site(event, Value::Array(context))
+            .apply_from_site(event, Value::Array(context), site_version)
             .map_err(|e| {
                 LinkError::Protocol(format!("the site's current context was refused here: {e}"))
             })?;
@@ -161,7 +170,9 @@ mod tests {
 
     #[test]
     fn the_stu3_answer_and_the_stu2_bare_array_read_alike() {
-        let stu3 = SiteContext::read(&json!({ "context.type": "Patient", "context.versionId": "v", "context": [patient("p1")] })).unwrap();
+        let stu3 =
+            SiteContext::read(&json!({ "context.type": "Patient", "context": [patient("p1")] }))
+                .unwrap();
         let stu2 = SiteContext::read(&json!([patient("p1")])).unwrap();
         assert_eq!(stu3, stu2);
         assert_eq!(stu3.anchor_id(), Some("p1"));
@@ -180,6 +191,8 @@ mod tests {
         ] }))
         .unwrap();
         assert_eq!(report.context.len(), 1);
+        let versioned = SiteContext::read(&json!({ "context.type": "DiagnosticReport", "context.versionId": "v7", "context": [] })).unwrap();
+        assert_eq!(versioned.version_id.as_deref(), Some("v7"));
         assert!(SiteContext::read(&json!("text")).is_err());
     }
 }

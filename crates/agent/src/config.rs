@@ -178,6 +178,10 @@ pub struct AppConfig {
     /// is dropped after every `ack_timeout_seconds`, re-subscribes, and is dropped again.
     #[serde(default = "acknowledges_by_default", skip_serializing_if = "is_true")]
     pub acknowledges: bool,
+    /// Where a SMART app's authorization codes may be sent (exact URLs). An app with these and
+    /// no secret is a public client: it signs in with the authorization code and PKCE only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 fn acknowledges_by_default() -> bool {
@@ -202,6 +206,7 @@ impl fmt::Debug for AppConfig {
             .field("scopes", &self.scopes)
             .field("name", &self.name)
             .field("acknowledges", &self.acknowledges)
+            .field("redirect_uris", &self.redirect_uris)
             .finish()
     }
 }
@@ -341,11 +346,11 @@ impl Config {
                         "give client_secret or client_secret_key, not both".into(),
                     ));
                 }
-                (None, None) => {
+                (None, None) if app.redirect_uris.is_empty() => {
                     return Err(error(
                         SOURCE,
                         &key("client_secret"),
-                        "missing: give client_secret or client_secret_key".into(),
+                        "missing: give client_secret or client_secret_key (or, for a SMART app that signs in with PKCE, redirect_uris)".into(),
                     ));
                 }
                 (Some(secret), None) if secret.len() < 8 => {
@@ -356,6 +361,10 @@ impl Config {
                     ));
                 }
                 _ => {}
+            }
+            for (j, uri) in app.redirect_uris.iter().enumerate() {
+                upstream::checked_url(uri)
+                    .map_err(|why| error(SOURCE, &key(&format!("redirect_uris[{j}]")), why))?;
             }
             if app.scopes.is_empty() {
                 return Err(error(

@@ -308,6 +308,7 @@ impl Desktop {
             scopes,
             name: Some(name.to_owned()),
             acknowledges: true,
+            redirect_uris: Vec::new(),
         };
         let result = self.edit_apps(|apps| {
             apps.push(app.clone());

@@ -281,6 +281,8 @@ fn resolve_clients(
                         client_id: app.client_id.clone(),
                         key: key.clone(),
                     })?,
+                // A public client (a SMART app with redirect URIs): PKCE instead of a secret.
+                (None, None) if !app.redirect_uris.is_empty() => String::new(),
                 (None, None) => {
                     return Err(AgentError::NoSecret {
                         client_id: app.client_id.clone(),
@@ -295,6 +297,7 @@ fn resolve_clients(
                     .unwrap_or_default(),
                 name: app.display_name().to_owned(),
                 acknowledges: app.acknowledges,
+                redirect_uris: app.redirect_uris.clone(),
             })
         })
         .collect()

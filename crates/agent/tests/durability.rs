@@ -31,6 +31,7 @@ fn config(db: &Path) -> Config {
         scopes: vec!["fhircast/*.read".into(), "fhircast/*.write".into()],
         name: Some("RIS".into()),
         acknowledges: true,
+        redirect_uris: Vec::new(),
     }];
     config
 }

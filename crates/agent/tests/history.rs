@@ -20,6 +20,7 @@ fn config(db: &std::path::Path) -> Config {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         name: Some(format!("{id} app")),
         acknowledges: true,
+        redirect_uris: Vec::new(),
     };
     config.apps = vec![
         app("ris", &["fhircast/*.read", "fhircast/*.write"]),

@@ -15,6 +15,7 @@ fn app(client_id: &str, name: &str, scopes: &[&str]) -> AppConfig {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         name: Some(name.into()),
         acknowledges: true,
+        redirect_uris: Vec::new(),
     }
 }
 

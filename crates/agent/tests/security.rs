@@ -20,6 +20,7 @@ fn config(data: &tempfile::TempDir) -> Config {
         scopes: vec!["fhircast/*.read".into()],
         name: None,
         acknowledges: true,
+        redirect_uris: Vec::new(),
     }];
     config
 }

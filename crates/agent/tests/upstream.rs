@@ -16,6 +16,7 @@ fn app(client_id: &str) -> AppConfig {
         scopes: vec!["fhircast/*.read".into(), "fhircast/*.write".into()],
         name: None,
         acknowledges: true,
+        redirect_uris: Vec::new(),
     }
 }
 

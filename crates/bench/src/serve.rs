@@ -64,6 +64,7 @@ pub fn hub(topics: usize) -> anyhow::Result<()> {
             scopes: ScopeSet::parse("fhircast/*.read fhircast/*.write")?,
             name: "Bench".into(),
             acknowledges: true,
+            redirect_uris: Vec::new(),
         };
         let authority = Arc::new(Authority::new(
             vec![client.clone()],

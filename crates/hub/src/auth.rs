@@ -5,6 +5,7 @@
 //! neither holds usable secrets nor offers a timing oracle on lookup; client secrets are
 //! compared in constant time.
 
+use crate::grants::Grants;
 use lockstep_fhircast::ScopeSet;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
@@ -27,6 +28,16 @@ pub struct ClientRegistration {
     /// to reply (OHIF's FHIRcast service): their events are then not awaited, and their silence
     /// raises no SyncError.
     pub acknowledges: bool,
+    /// Where its authorization codes may be sent (exact matches only); none: it cannot use
+    /// the authorization code grant.
+    pub redirect_uris: Vec<String>,
+}
+
+impl ClientRegistration {
+    /// A public client (a SMART app in a browser) has no secret: it proves itself with PKCE.
+    pub fn is_public(&self) -> bool {
+        self.client_secret.is_empty()
+    }
 }
 
 // Hand-written so that a stray `{:?}` in a log line never prints a secret.
@@ -38,6 +49,7 @@ impl std::fmt::Debug for ClientRegistration {
             .field("scopes", &self.scopes)
             .field("name", &self.name)
             .field("acknowledges", &self.acknowledges)
+            .field("redirect_uris", &self.redirect_uris)
             .finish()
     }
 }
@@ -89,8 +101,13 @@ impl std::fmt::Debug for IssuedToken {
 pub enum TokenError {
     #[error("invalid_client: unknown client or wrong secret")]
     InvalidClient,
-    #[error("unsupported_grant_type: only client_credentials is supported")]
+    #[error(
+        "unsupported_grant_type: client_credentials, authorization_code and refresh_token are supported"
+    )]
     UnsupportedGrantType,
+    /// A code or refresh token that is unknown, expired, used, or not this client's.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
     #[error("invalid_request: {0}")]
     InvalidRequest(String),
     #[error("invalid_scope: {0}")]
@@ -105,6 +122,7 @@ impl TokenError {
         match self {
             TokenError::InvalidClient => "invalid_client",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
+            TokenError::InvalidGrant(_) => "invalid_grant",
             TokenError::InvalidRequest(_) => "invalid_request",
             TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::RateLimited(_) => "temporarily_unavailable",
@@ -122,6 +140,8 @@ pub struct Authority {
     lifetime: Duration,
     /// Live tokens one client may hold; the hub sets it from `hub.max_tokens_per_client`.
     max_per_client: AtomicUsize,
+    /// Authorization codes and refresh tokens.
+    grants: Grants,
 }
 
 /// Live tokens per client when nothing else is said (`hub.max_tokens_per_client`).
@@ -134,7 +154,23 @@ impl Authority {
             tokens: Mutex::new(HashMap::new()),
             lifetime,
             max_per_client: AtomicUsize::new(MAX_TOKENS_PER_CLIENT),
+            grants: Grants::default(),
         }
+    }
+
+    /// Authorization codes, refresh tokens and EHR launches.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Ends an access token at once (a code used twice revokes what it got).
+    pub fn revoke(&self, token_hash: &[u8; 32]) {
+        self.tokens.lock().remove(token_hash);
+    }
+
+    /// The key an access token is kept under, for [`Authority::revoke`].
+    pub fn token_hash(token: &str) -> [u8; 32] {
+        hash(token)
     }
 
     /// Bounds the live tokens of each client, so a client that asks for token after token
@@ -164,6 +200,9 @@ impl Authority {
         self.tokens
             .lock()
             .retain(|_, grant| unchanged(&grant.client_id));
+        for client in current.iter().filter(|c| !unchanged(&c.client_id)) {
+            self.grants.forget_client(&client.client_id);
+        }
         *current = clients;
     }
 
@@ -178,7 +217,8 @@ impl Authority {
         for client in self.clients.read().iter() {
             let id_ok = client.client_id.as_bytes().ct_eq(client_id.as_bytes());
             let secret_ok = client.client_secret.as_bytes().ct_eq(secret.as_bytes());
-            if bool::from(id_ok & secret_ok) {
+            // A public client has no secret to match: it never authenticates so.
+            if bool::from(id_ok & secret_ok) && !client.is_public() {
                 found = Some(client.clone());
             }
         }
@@ -280,6 +320,7 @@ mod tests {
                 scopes: ScopeSet::parse("fhircast/*.read fhircast/Patient-open.write").unwrap(),
                 name: "Radiology worklist".into(),
                 acknowledges: true,
+                redirect_uris: Vec::new(),
             }],
             lifetime,
         )

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod engine;
+pub mod grants;
 pub mod limits;
 pub mod link;
 pub mod peer;

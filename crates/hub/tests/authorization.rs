@@ -83,9 +83,7 @@ async fn malformed_token_requests_are_refused() {
             .form(&form)
             .send()
     };
-    let wrong_grant = post(vec![("grant_type", "authorization_code")])
-        .await
-        .unwrap();
+    let wrong_grant = post(vec![("grant_type", "password")]).await.unwrap();
     assert_eq!(wrong_grant.status(), 400);
     assert_eq!(
         wrong_grant.json::<Value>().await.unwrap()["error"],

@@ -84,7 +84,15 @@ async fn smart_configuration_names_the_token_endpoint() {
     assert_eq!(doc["token_endpoint"], format!("{}/auth/token", hub.origin));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["client_credentials", "authorization_code", "refresh_token"])
+    );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{}/auth/authorize", hub.origin)
+    );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
     );
     let methods = doc["token_endpoint_auth_methods_supported"]
         .as_array()

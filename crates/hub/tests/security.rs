@@ -552,6 +552,7 @@ async fn client_secrets_are_compared_in_constant_time() {
             scopes: lockstep_fhircast::ScopeSet::parse("fhircast/*.read").unwrap(),
             name: "ris".into(),
             acknowledges: true,
+            redirect_uris: Vec::new(),
         }],
         Duration::from_secs(60),
     );

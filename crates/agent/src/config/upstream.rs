@@ -132,7 +132,7 @@ impl UpstreamConfig {
 }
 
 /// An https URL, or http to this machine only (a hub on the same workstation, a test).
-fn checked_url(text: &str) -> Result<(), String> {
+pub(super) fn checked_url(text: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     let host = url.host_str().unwrap_or_default();
     let loopback = host == "localhost"

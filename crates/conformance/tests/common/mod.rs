@@ -21,6 +21,7 @@ fn app((client_id, secret): (&str, &str)) -> AppConfig {
         scopes: vec!["fhircast/*.read".into(), "fhircast/*.write".into()],
         name: None,
         acknowledges: true,
+        redirect_uris: Vec::new(),
     }
 }
 

@@ -7,11 +7,19 @@ pub(super) async fn smart_configuration(State(state): State<HubState>) -> Respon
     let body = json!({
         "issuer": &*state.origin,
         "token_endpoint": format!("{}{TOKEN_PATH}", state.origin),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["fhircast/*.read", "fhircast/*.write", "fhircast/*.*"],
-        "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-symmetric"],
+        "authorization_endpoint": format!("{}{AUTHORIZE_PATH}", state.origin),
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["fhircast/*.read", "fhircast/*.write", "fhircast/*.*", "launch", "openid"],
+        "response_types_supported": ["code"],
+        "capabilities": [
+            "client-confidential-symmetric",
+            "client-public",
+            "launch-ehr",
+            "context-ehr-patient",
+            "permission-offline",
+        ],
     });
     json_response(StatusCode::OK, body.to_string())
 }

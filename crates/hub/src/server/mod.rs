@@ -4,6 +4,7 @@
 //! Every refusal is a 4xx with a plain-text reason a developer can act on (one mapping from
 //! each refusal to its status, in [`refusal`]); nothing a client sends can panic the process.
 
+mod authorize;
 mod discovery;
 mod guards;
 mod hub;
@@ -56,6 +57,9 @@ pub const ALIAS_PATH: &str = "/api/hub";
 
 /// The local authorization server's token endpoint.
 pub const TOKEN_PATH: &str = "/auth/token";
+
+/// The local authorization server's authorization endpoint (the code grant, with PKCE).
+pub const AUTHORIZE_PATH: &str = "/auth/authorize";
 
 /// Everything the handlers share. Cloned for every extractor and layer of every request, so
 /// every field is a handle, never owned text.
@@ -178,6 +182,7 @@ pub fn router(state: HubState) -> Router {
     Router::new()
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route(TOKEN_PATH, post(token))
+        .route(AUTHORIZE_PATH, get(authorize::authorize))
         .nest(HUB_PATH, hub_routes(get(topic_get)))
         .nest(ALIAS_PATH, hub_routes(alias_get))
         // `hub.url/` (sandbox.js's default) answers as `hub.url` does.

@@ -1,5 +1,6 @@
-//! The local authorization server's token endpoint: client credentials (RFC 6749 §4.4) under
-//! the rate limits, every outcome told to [`HubState::on_token`].
+//! The local authorization server's token endpoint: client credentials (RFC 6749 §4.4), the
+//! authorization code with PKCE (§4.1.3, RFC 7636) and refresh tokens (§6), under the rate
+//! limits, every outcome told to [`HubState::on_token`].
 
 use super::*;
 
@@ -9,6 +10,10 @@ pub(crate) struct TokenForm {
     scope: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
 }
 
 pub(super) async fn token(
@@ -62,36 +67,54 @@ pub(super) fn grant_token(
     claimed: &mut Option<String>,
 ) -> Result<(String, String), TokenError> {
     let form: TokenForm = serde_urlencoded_form(raw)?;
-    if form.grant_type.as_deref() != Some("client_credentials") {
-        return Err(match form.grant_type {
-            None => TokenError::InvalidRequest("missing grant_type".into()),
-            Some(_) => TokenError::UnsupportedGrantType,
-        });
-    }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .map(decode_basic)
-        .transpose()?;
-    let (client_id, secret) = match (basic, form.client_secret) {
-        (Some(_), Some(_)) => {
-            return Err(TokenError::InvalidRequest(
-                "use one client authentication method, not both Basic and client_secret".into(),
-            ));
-        }
-        (Some(pair), None) => pair,
-        (None, Some(secret)) => (form.client_id.ok_or(TokenError::InvalidClient)?, secret),
-        (None, None) => return Err(TokenError::InvalidClient),
+    let public_allowed = match form.grant_type.as_deref() {
+        Some("client_credentials") => false,
+        Some("authorization_code" | "refresh_token") => true,
+        Some(_) => return Err(TokenError::UnsupportedGrantType),
+        None => return Err(TokenError::InvalidRequest("missing grant_type".into())),
     };
-    *claimed = Some(client_id.clone());
-    let client = authenticate_limited(state, &client_id, &secret)?;
-    let issued =
-        state
-            .authority
-            .issue(&client, form.scope.as_deref(), state.session_topic.clone())?;
+    let client = authenticated_client(state, headers, &form, claimed, public_allowed)?;
+    let grants = state.authority.grants();
+    let (granted, scope, code) = match form.grant_type.as_deref() {
+        Some("authorization_code") => {
+            let required = |value: &Option<String>, name: &str| {
+                value
+                    .clone()
+                    .ok_or_else(|| TokenError::InvalidRequest(format!("missing {name}")))
+            };
+            let code = required(&form.code, "code")?;
+            let redirect_uri = required(&form.redirect_uri, "redirect_uri")?;
+            let verifier = required(&form.code_verifier, "code_verifier")?;
+            let granted = grants
+                .redeem(&code, &client.client_id, &redirect_uri, &verifier)
+                .map_err(|refused| {
+                    let (error, revoke) = *refused;
+                    if let Some(issued) = revoke {
+                        state.authority.revoke(&issued.access);
+                        tracing::warn!(client = %client.client_id, "an authorization code was used twice: its tokens are revoked");
+                    }
+                    error
+                })?;
+            let scope = granted.scope.clone();
+            (Some(granted), scope, Some(code))
+        }
+        Some("refresh_token") => {
+            let token = form
+                .refresh_token
+                .as_deref()
+                .ok_or_else(|| TokenError::InvalidRequest("missing refresh_token".into()))?;
+            let granted = grants.refresh(token, &client.client_id)?;
+            // What the sign-in granted, never more (§6).
+            let scope = granted.scope.clone();
+            (Some(granted), scope, None)
+        }
+        _ => (None, form.scope.clone(), None),
+    };
+    let issued = state
+        .authority
+        .issue(&client, scope.as_deref(), state.session_topic.clone())?;
     tracing::info!(client = %client.client_id, scope = %issued.scope, "token issued");
-    let body = json!({
+    let mut body = json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
@@ -100,9 +123,87 @@ pub(super) fn grant_token(
         "hub.topic": &*issued.topic,
         // OHIF's FHIRcast service reads `topic`; it costs nothing to say it twice.
         "topic": &*issued.topic,
-    })
-    .to_string();
-    Ok((body, issued.scope))
+    });
+    if let Some(granted) = granted {
+        if let Some(launch) = &granted.launch {
+            if let Some(patient) = &launch.patient {
+                body["patient"] = patient.as_str().into();
+            }
+            if !launch.fhir_context.is_empty() {
+                body["fhirContext"] = launch
+                    .fhir_context
+                    .iter()
+                    .map(|reference| json!({ "reference": reference }))
+                    .collect();
+            }
+        }
+        let (refresh, refresh_hash) = grants.new_refresh(granted);
+        body["refresh_token"] = refresh.into();
+        if let Some(code) = code {
+            let access = crate::auth::Authority::token_hash(&issued.access_token);
+            grants.redeemed(
+                &code,
+                crate::grants::Issued {
+                    access,
+                    refresh: refresh_hash,
+                },
+            );
+        }
+    }
+    Ok((body.to_string(), issued.scope))
+}
+
+/// The client a token request is from: authenticated by its secret (Basic or in the form),
+/// or, where the grant allows a public client, named by `client_id` and registered without a
+/// secret (it proves itself with PKCE or its refresh token).
+fn authenticated_client(
+    state: &HubState,
+    headers: &HeaderMap,
+    form: &TokenForm,
+    claimed: &mut Option<String>,
+    public_allowed: bool,
+) -> Result<crate::ClientRegistration, TokenError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(decode_basic)
+        .transpose()?;
+    let (client_id, secret) = match (basic, form.client_secret.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(TokenError::InvalidRequest(
+                "use one client authentication method, not both Basic and client_secret".into(),
+            ));
+        }
+        (Some(pair), None) => pair,
+        (None, Some(secret)) => (
+            form.client_id.clone().ok_or(TokenError::InvalidClient)?,
+            secret,
+        ),
+        (None, None) => {
+            let client_id = form.client_id.clone().ok_or(TokenError::InvalidClient)?;
+            *claimed = Some(client_id.clone());
+            let public = state
+                .authority
+                .clients()
+                .into_iter()
+                .find(|c| c.client_id == client_id && c.is_public() && public_allowed);
+            let Some(client) = public else {
+                state
+                    .limits
+                    .unauthenticated()
+                    .map_err(TokenError::RateLimited)?;
+                return Err(TokenError::InvalidClient);
+            };
+            state
+                .limits
+                .client(&client.client_id)
+                .map_err(TokenError::RateLimited)?;
+            return Ok(client);
+        }
+    };
+    *claimed = Some(client_id.clone());
+    authenticate_limited(state, &client_id, &secret)
 }
 
 /// Checks a client's secret under the rate limits: wrong secrets for a registered client are
@@ -146,6 +247,10 @@ pub(crate) fn serde_urlencoded_form(raw: &[u8]) -> Result<TokenForm, TokenError>
         scope: None,
         client_id: None,
         client_secret: None,
+        code: None,
+        redirect_uri: None,
+        code_verifier: None,
+        refresh_token: None,
     };
     for (key, value) in form_urlencoded::parse(raw) {
         let slot = match &*key {
@@ -153,6 +258,10 @@ pub(crate) fn serde_urlencoded_form(raw: &[u8]) -> Result<TokenForm, TokenError>
             "scope" => &mut form.scope,
             "client_id" => &mut form.client_id,
             "client_secret" => &mut form.client_secret,
+            "code" => &mut form.code,
+            "redirect_uri" => &mut form.redirect_uri,
+            "code_verifier" => &mut form.code_verifier,
+            "refresh_token" => &mut form.refresh_token,
             _ => continue,
         };
         if slot.replace(value.into_owned()).is_some() {

@@ -20,6 +20,9 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 pub const SECRET: &str = "test-secret-123";
 
+/// Where the public SMART client's codes go.
+pub const SMART_REDIRECT: &str = "http://127.0.0.1:9/smart/callback";
+
 /// The clients every test hub registers.
 pub fn clients() -> Vec<ClientRegistration> {
     let client = |id: &str, scopes: &str| ClientRegistration {
@@ -28,6 +31,7 @@ pub fn clients() -> Vec<ClientRegistration> {
         scopes: ScopeSet::parse(scopes).unwrap(),
         name: format!("{id} app"),
         acknowledges: true,
+        redirect_uris: Vec::new(),
     };
     vec![
         client("app", "fhircast/*.read fhircast/*.write"),
@@ -39,7 +43,17 @@ pub fn clients() -> Vec<ClientRegistration> {
         // An app registered as one that never replies (as OHIF's FHIRcast service).
         ClientRegistration {
             acknowledges: false,
+            redirect_uris: Vec::new(),
             ..client("viewer", "fhircast/*.read fhircast/*.write")
+        },
+        // A SMART app in a browser: a public client, PKCE only.
+        ClientRegistration {
+            client_secret: String::new(),
+            redirect_uris: vec![SMART_REDIRECT.into()],
+            ..client(
+                "smart-viewer",
+                "fhircast/*.read fhircast/Patient-open.write",
+            )
         },
     ]
 }
@@ -50,6 +64,7 @@ pub struct Hub {
     pub topic: String,
     pub engine: Engine,
     pub http: reqwest::Client,
+    authority: Arc<Authority>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -71,7 +86,7 @@ impl Hub {
         let engine = Engine::new(settings.clone());
         let topic = engine.create_topic();
         let authority = Arc::new(Authority::new(clients(), settings.token_lifetime()));
-        let state = HubState::new(engine.clone(), authority, topic.clone(), port);
+        let state = HubState::new(engine.clone(), authority.clone(), topic.clone(), port);
         let hub_url = state.hub_url();
         let origin = state.origin.to_string();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -84,12 +99,18 @@ impl Hub {
             topic: topic.to_string(),
             engine,
             http,
+            authority,
             stop: Some(stop),
             server: Some(server),
         }
     }
 
     /// `127.0.0.1:<port>`: where to open raw TCP connections to this hub.
+    /// The hub's authorization server (its grants: EHR launches).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     pub fn address(&self) -> String {
         let port = self.origin.rsplit(':').next().unwrap();
         format!("127.0.0.1:{port}")

@@ -211,6 +211,14 @@ impl HubClient {
     }
 }
 
+/// Asks the running agent at `origin` to forget the clinician's sign-in to the site; returns
+/// what it said.
+pub async fn sign_out_of_site(origin: &str) -> Result<String, ClientError> {
+    let url = format!("{origin}{}", crate::upstream::LOGOUT_PATH);
+    let response = checked(reqwest::Client::new().post(url).send().await?).await?;
+    Ok(response.text().await?)
+}
+
 impl Subscription {
     /// The next JSON frame; `None` when the hub closed the socket.
     pub async fn next_frame(&mut self) -> Result<Option<Value>, ClientError> {

@@ -116,9 +116,19 @@ impl Agent {
         engine.observe(Arc::new(move |event| observing.observe(event)));
         let mut state = HubState::new(engine.clone(), authority.clone(), topic.clone(), port);
         state.tls = tls;
+        // The clinician's sign-in to the site, where there is one: its pages are the hub's.
+        let sign_in = upstream::SignIn::new(
+            &config.upstream,
+            upstream_secret,
+            &state.origin,
+            secrets.clone(),
+        );
         state.extension = history
             .routes()
             .merge(report_card::routes(report_cards.clone()));
+        if let Some(sign_in) = &sign_in {
+            state.extension = state.extension.merge(upstream::routes(sign_in.clone()));
+        }
         let recorder = history.clone();
         state.on_record = Some(Arc::new(move || {
             let recorder = recorder.clone();
@@ -160,15 +170,9 @@ impl Agent {
             desktop.clone(),
         ));
         // Before the bridges start, so that no change of theirs misses the site's hub.
-        let upstream = config.upstream.is_on().then(|| {
-            Upstream::start(
-                &config.upstream,
-                upstream_secret,
-                engine.clone(),
-                topic.clone(),
-            )
+        let upstream = sign_in.map(|sign_in| {
+            Upstream::start(&config.upstream, sign_in, engine.clone(), topic.clone())
         });
-        let upstream = upstream.flatten();
         let (signed_out_tx, signed_out) = watch::channel(false);
         if config.desktop.follow_os_session {
             follow_os_session(os_session::Follower {

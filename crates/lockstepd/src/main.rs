@@ -128,6 +128,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign in to the site's hub (`[upstream]` without a client secret): prints the page to
+    /// open, and opens it where there is a browser.
+    Login {
+        /// The running agent (default: this user's, as it published itself).
+        #[arg(long)]
+        hub: Option<String>,
+        /// Only print the page.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Sign out of the site's hub: the link stops until the next sign-in.
+    Logout {
+        #[arg(long)]
+        hub: Option<String>,
+    },
     /// The audit trail: verify its hash chain, or export it.
     Audit {
         #[command(subcommand)]
@@ -224,6 +239,10 @@ async fn execute(command: Command, config: Config, sources: ConfigSources) -> an
             unreachable!("run before the configuration is read")
         }
         Command::Run => lockstep_agent::run_until_signal_reloading(config, Some(sources)).await,
+        Command::Login { hub, no_browser } => {
+            login(&agent_origin(hub.as_deref(), &config), &config, no_browser)
+        }
+        Command::Logout { hub } => logout(&agent_origin(hub.as_deref(), &config)).await,
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
             eprintln!("lockstepd: configuration is valid");
@@ -494,15 +513,49 @@ fn create(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::
     Ok(std::io::BufWriter::new(file))
 }
 
-async fn sign_in(app: &AppCredentials, config: &Config) -> anyhow::Result<HubClient> {
-    // The hub named, else the one this user's agent published, else the configured port.
-    let origin = app
-        .hub
-        .clone()
+/// The running agent's origin: the hub named, else the one this user's agent published, else
+/// the configured port.
+fn agent_origin(hub: Option<&str>, config: &Config) -> String {
+    hub.map(str::to_owned)
         .unwrap_or_else(|| match lockstep_agent::discovery::read() {
             Some(published) => published.hub_url.trim_end_matches("/fhircast").to_owned(),
             None => format!("http://127.0.0.1:{}", config.hub.port),
-        });
+        })
+}
+
+/// `lockstepd login`: the agent's own sign-in page, which sends the browser to the site.
+fn login(origin: &str, config: &Config, no_browser: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.upstream.is_on(),
+        "no site to sign in to: set upstream.issuer"
+    );
+    let url = format!("{origin}{}", lockstep_agent::upstream::LOGIN_PATH);
+    println!("To sign in to {}, open: {url}", config.upstream.site_name());
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    if !no_browser && display {
+        // The desktop's browser; where there is none the printed page is the way.
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    Ok(())
+}
+
+/// `lockstepd logout`.
+async fn logout(origin: &str) -> anyhow::Result<()> {
+    let said = lockstep_agent::client::sign_out_of_site(origin)
+        .await
+        .with_context(|| format!("asking the agent at {origin} to sign out"))?;
+    println!("{said}");
+    Ok(())
+}
+
+async fn sign_in(app: &AppCredentials, config: &Config) -> anyhow::Result<HubClient> {
+    let origin = agent_origin(app.hub.as_deref(), config);
     HubClient::sign_in(
         &origin,
         &app.client_id,

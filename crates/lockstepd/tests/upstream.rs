@@ -455,3 +455,99 @@ async fn content_sharing_keeps_each_hub_s_versions_straight() {
         "obs-3"
     );
 }
+
+/// A browser that does not follow redirects: the test follows each one itself, as the
+/// clinician's browser would, approving without a page (the site's user is signed in).
+async fn follow_sign_in(start: &str) -> (u16, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut url = start.to_owned();
+    for _ in 0..5 {
+        let response = browser.get(&url).send().await.unwrap();
+        match response.headers().get("location") {
+            Some(next) => url = next.to_str().unwrap().to_owned(),
+            None => {
+                let status = response.status().as_u16();
+                return (status, response.text().await.unwrap());
+            }
+        }
+    }
+    panic!("too many redirects signing in");
+}
+
+#[tokio::test]
+async fn the_clinician_signs_in_with_pkce_and_out_again() {
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/lockstep/upstream/callback");
+    let site = Daemon::start_with_text(&format!(
+        r#"{}
+[[apps]]
+client_id = "reading-room"
+name = "Reading room (signed in)"
+redirect_uris = ["{callback}"]
+scopes = ["fhircast/*.read", "fhircast/Patient-open.write"]
+"#,
+        site_config(0, 3600)
+    ));
+    let workstation = Daemon::start_with_text(&format!(
+        r#"
+[hub]
+port = {port}
+
+[[apps]]
+client_id = "pacs"
+client_secret = "pacs-secret-123"
+scopes = ["fhircast/*.read", "fhircast/*.write"]
+
+[upstream]
+issuer = "{}"
+client_id = "reading-room"
+"#,
+        site.origin
+    ));
+    wait_for_link(&workstation, "off").await;
+
+    let (status, page) =
+        follow_sign_in(&format!("{}/lockstep/upstream/login", workstation.origin)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in to 127.0.0.1"), "{page}");
+    wait_for_link(&workstation, "following").await;
+    let ehr = sign_in(&site, "ehr").await;
+    let pacs = sign_in(&workstation, "pacs").await;
+    let mut pacs_feed = pacs.subscribe("Patient-open", None).await.unwrap();
+    let from_site = ehr
+        .publish("Patient-open", patient("p8"), None)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut pacs_feed).await["id"], from_site.as_str());
+    pacs.publish("Patient-open", patient("p9"), None)
+        .await
+        .unwrap();
+    let site_now = ehr.current_context().await.unwrap();
+    assert_eq!(site_now["context"][0]["resource"]["id"], "p9");
+
+    // Signing out ends the link: changes here are refused again, saying why.
+    let out = workstation.beside(&["logout"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_link(&workstation, "off").await;
+    match pacs.publish("Patient-open", patient("p10"), None).await {
+        Err(lockstep_agent::client::ClientError::Refused { status, body }) => {
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("not signed in"), "{body}");
+        }
+        other => panic!("expected 503 while signed out, got {other:?}"),
+    }
+    // `lockstepd login` names the page to open.
+    let login = workstation.beside(&["login", "--no-browser"]);
+    let said = String::from_utf8_lossy(&login.stdout);
+    assert!(
+        said.contains(&format!("{}/lockstep/upstream/login", workstation.origin)),
+        "{said}"
+    );
+}

@@ -4,8 +4,8 @@
 
 use super::frames::Frame;
 use super::relay::{Inbound, Relay, Up};
-use super::signin::{self, Credentials, SiteSession};
-use super::{LinkError, UpstreamStatus, resync};
+use super::signin::{self, SiteSession};
+use super::{LinkError, SignIn, UpstreamStatus, resync};
 use futures_util::{SinkExt, StreamExt};
 use lockstep_fhircast::EventSpec;
 use lockstep_hub::clock::now_iso;
@@ -32,7 +32,7 @@ const LEASE_ASKED: u64 = 3600;
 
 pub(super) struct Link {
     pub site: String,
-    pub credentials: Credentials,
+    pub sign_in: SignIn,
     pub http: reqwest::Client,
     pub relay: Relay,
     pub engine: Engine,
@@ -63,6 +63,23 @@ impl Link {
                     self.set(LinkState::Off, "stopped".into());
                     return;
                 }
+                Ended::Dropped(LinkError::SignInNeeded, _) => {
+                    // Nothing to retry until the clinician signs in.
+                    self.relay.set_down("not signed in to the site");
+                    self.set(
+                        LinkState::Off,
+                        format!(
+                            "not signed in to {}: sign in from the tray or with `lockstepd login`",
+                            self.site
+                        ),
+                    );
+                    tokio::select! {
+                        () = self.sign_in.inner.signed_in.notified() => {}
+                        _ = lockstep_bridges::stopped(&mut stop) => {}
+                    }
+                    backoff = BACKOFF_FIRST;
+                    continue;
+                }
                 Ended::Dropped(why, was_stable) => {
                     if was_stable {
                         backoff = BACKOFF_FIRST;
@@ -71,7 +88,6 @@ impl Link {
                     tracing::warn!(site = %self.site, "the link to the site's hub is down: {reason}; trying again in {backoff:?}");
                     self.relay.set_down(&reason);
                     let state = match why {
-                        LinkError::SignInNeeded => LinkState::Off,
                         LinkError::Refused { status, .. } if status == 401 || status == 403 => {
                             LinkState::Refused {
                                 status: Some(status),
@@ -108,7 +124,7 @@ impl Link {
 
     /// One connection, from sign-in to its end.
     async fn connect_and_follow(&self) -> Ended {
-        let mut session = match signin::sign_in(&self.http, &self.credentials).await {
+        let mut session = match signin::sign_in(&self.http, &self.sign_in.inner.credentials).await {
             Ok(session) => session,
             Err(why) => return Ended::Dropped(why, false),
         };
@@ -136,6 +152,9 @@ impl Link {
                 () = self.resync.notified() => {
                     self.resync_now(&session).await;
                     continue;
+                }
+                () = self.sign_in.inner.signed_out.notified() => {
+                    return Ended::Dropped(LinkError::SignInNeeded, false);
                 }
                 _ = tokio::time::sleep_until(renew_at.into()) => {
                     match self.renew(&session, &endpoint).await {
@@ -274,7 +293,7 @@ impl Link {
     /// A new token, then the subscription renewed on the same endpoint. A new topic (some hubs
     /// hand one out after an hour) ends this connection so the next one follows it.
     async fn renew(&self, session: &SiteSession, endpoint: &str) -> Result<SiteSession, LinkError> {
-        let renewed = signin::sign_in(&self.http, &self.credentials).await?;
+        let renewed = signin::sign_in(&self.http, &self.sign_in.inner.credentials).await?;
         if renewed.topic != session.topic {
             return Err(LinkError::Ended(
                 "the site's hub handed out a new topic; following it".into(),

@@ -5,10 +5,16 @@
 
 mod frames;
 mod link;
+mod refresh;
 mod relay;
 mod resync;
+mod routes;
 mod signin;
 mod versions;
+
+pub(crate) use routes::routes;
+pub use routes::{LOGIN_PATH, LOGOUT_PATH};
+pub use signin::CALLBACK_PATH;
 
 pub use relay::UPSTREAM_CLIENT_ID;
 
@@ -88,18 +94,79 @@ pub struct Upstream {
     resync: Arc<tokio::sync::Notify>,
 }
 
-impl Upstream {
-    /// Starts the link for `config` (which has an issuer), with the client secret resolved,
-    /// and puts every change requested on `topic` through it.
-    pub(crate) fn start(
+/// The clinician's sign-in to the site, shared by the link and the agent's sign-in pages
+/// (`routes.rs`). Cheap to clone.
+#[derive(Clone)]
+pub struct SignIn {
+    inner: Arc<SignInInner>,
+}
+
+struct SignInInner {
+    site: String,
+    credentials: signin::Credentials,
+    http: reqwest::Client,
+    /// Told when the clinician has signed in (the link may start) or out (it must end).
+    signed_in: tokio::sync::Notify,
+    signed_out: tokio::sync::Notify,
+}
+
+impl SignIn {
+    /// For `config` (which has an issuer): with the client secret, `client_credentials`;
+    /// without, the clinician signs in, sent back to `origin` (the agent's own).
+    pub(crate) fn new(
         config: &UpstreamConfig,
         secret: Option<String>,
+        origin: &str,
+        secrets: Arc<dyn crate::secrets::SecretStore>,
+    ) -> Option<Self> {
+        let issuer = config.issuer.as_deref()?;
+        let refresh = refresh::RefreshStore::new(secrets, issuer);
+        Some(SignIn {
+            inner: Arc::new(SignInInner {
+                site: config.site_name(),
+                credentials: signin::Credentials::new(config, secret, origin, refresh)?,
+                http: reqwest::Client::new(),
+                signed_in: tokio::sync::Notify::new(),
+                signed_out: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    pub fn site(&self) -> &str {
+        &self.inner.site
+    }
+
+    /// The site's authorization URL to open in the browser.
+    pub async fn begin(&self) -> Result<String, LinkError> {
+        signin::begin(&self.inner.http, &self.inner.credentials).await
+    }
+
+    /// The browser came back with `code` for `state`: the link signs in with it.
+    pub async fn complete(&self, code: &str, state: &str) -> Result<(), LinkError> {
+        signin::complete(&self.inner.http, &self.inner.credentials, code, state).await?;
+        tracing::info!(site = %self.inner.site, "signed in to the site");
+        self.inner.signed_in.notify_one();
+        Ok(())
+    }
+
+    /// Forgets the sign-in and ends the link until the next one.
+    pub async fn sign_out(&self) {
+        signin::sign_out(&self.inner.credentials).await;
+        tracing::info!(site = %self.inner.site, "signed out of the site");
+        self.inner.signed_out.notify_one();
+    }
+}
+
+impl Upstream {
+    /// Starts the link with `sign_in`, and puts every change requested on `topic` through it.
+    pub(crate) fn start(
+        config: &UpstreamConfig,
+        sign_in: SignIn,
         engine: Engine,
         topic: Arc<str>,
-    ) -> Option<Self> {
-        let credentials = signin::Credentials::new(config, secret)?;
-        let site = config.site_name();
-        let http = reqwest::Client::new();
+    ) -> Self {
+        let site = sign_in.site().to_owned();
+        let http = sign_in.inner.http.clone();
         let (status_tx, status) = watch::channel(UpstreamStatus {
             site: site.clone(),
             state: LinkState::Pending,
@@ -122,7 +189,7 @@ impl Upstream {
         tokio::spawn(
             link::Link {
                 site,
-                credentials,
+                sign_in,
                 http,
                 relay,
                 engine: engine.clone(),
@@ -132,12 +199,12 @@ impl Upstream {
             }
             .run(stop_rx),
         );
-        Some(Upstream {
+        Upstream {
             status,
             stop,
             engine,
             resync,
-        })
+        }
     }
 
     pub fn watch(&self) -> watch::Receiver<UpstreamStatus> {

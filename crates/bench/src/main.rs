@@ -218,6 +218,10 @@ pub struct Run {
     pub rss_per_subscriber: Each<Option<f64>>,
     /// lockstepd, spawn to first answer, milliseconds.
     pub ready_ms: Vec<f64>,
+    /// Through the enterprise link (lockstepd following another lockstepd, one subscriber):
+    /// an event posted at the site to its arrival here, and posted here to its arrival there.
+    pub relay_in: Option<Latency>,
+    pub relay_out: Option<Latency>,
     /// Every phase, checked subscriber by subscriber.
     pub delivery: Each<Delivery>,
 }
@@ -408,6 +412,40 @@ async fn one_run(
         );
     }
 
+    // The enterprise link: a lockstepd following another, one subscriber on the far side.
+    if let Some(binary) = lockstepd {
+        let (site, workstation) = servers::start_relayed(binary).await?;
+        for (publish_at, subscribe_at, slot) in [
+            (&site, &workstation, &mut run.relay_in),
+            (&workstation, &site, &mut run.relay_out),
+        ] {
+            let mut fleet = Fleet::new(subscribe_at.target.clone(), tracker.clone());
+            fleet.grow(0, 1).await?;
+            let (samples, delivery) = latency_from(
+                &publish_at.target,
+                &fleet,
+                tracker,
+                phases,
+                plan.fanout_events,
+                plan.warmup_events,
+            )
+            .await?;
+            *slot = Some(Latency::of(&samples));
+            run.delivery.lockstepd.add(delivery);
+            fleet.close().await;
+        }
+        let show = |l: Option<Latency>| {
+            l.map_or("–".into(), |l| {
+                format!("{:.0} / {:.0}", l.p50_us, l.p99_us)
+            })
+        };
+        eprintln!(
+            "  relay, site → here: {} µs; here → site: {} µs (p50 / p99)",
+            show(run.relay_in),
+            show(run.relay_out)
+        );
+    }
+
     // Many topics: lockstepd serves one session topic, so the hub library stands in for it.
     {
         for &system in &systems {
@@ -484,7 +522,19 @@ async fn latency(
     events: usize,
     warmup: usize,
 ) -> anyhow::Result<(Vec<u64>, Delivery)> {
-    let target = fleet.target();
+    latency_from(fleet.target(), fleet, tracker, phases, events, warmup).await
+}
+
+/// [`latency`], with the events posted to `target` (another server than the fleet's: the
+/// enterprise link carries them across).
+async fn latency_from(
+    target: &Target,
+    fleet: &Fleet,
+    tracker: &Tracker,
+    phases: &mut Phases,
+    events: usize,
+    warmup: usize,
+) -> anyhow::Result<(Vec<u64>, Delivery)> {
     let topics = target.topics.len();
     let per_topic: Vec<u32> = (0..topics).map(|t| fleet.on_topic(t) as u32).collect();
     let mut http = HttpConn::connect(&target.host).await?;

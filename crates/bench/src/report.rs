@@ -151,6 +151,25 @@ pub fn rows(plan: &Plan, runs: &[Run]) -> Vec<Row> {
         [Goal::None, Goal::None, Goal::None],
         |r| r.topics,
     );
+    // The enterprise link, lockstepd only: set beside its own fan-out N=1 above.
+    b.latency(
+        "relay, site → app here (N=1)",
+        [Goal::None, Goal::None, Goal::None],
+        |r| Each {
+            baseline: None,
+            hub: None,
+            lockstepd: r.relay_in,
+        },
+    );
+    b.latency(
+        "relay, app here → site (N=1)",
+        [Goal::None, Goal::None, Goal::None],
+        |r| Each {
+            baseline: None,
+            hub: None,
+            lockstepd: r.relay_out,
+        },
+    );
     // Memory and start-up: absolute targets, the baseline's figures beside them for scale.
     // Decimal units (1 MB = 10⁶ bytes), the stricter reading of the targets.
     b.row("idle RSS".into(), "MB", Goal::AtMost(20.0), 1.0, |r| {

@@ -111,12 +111,53 @@ fn free_port() -> anyhow::Result<u16> {
 /// Starts `lockstepd` with a scratch home and configuration (the shipped defaults, one app)
 /// and times it from spawn to the first answered HTTP request.
 pub async fn start_lockstepd(binary: &Path) -> anyhow::Result<Server> {
+    start_lockstepd_with(binary, "").await
+}
+
+/// The enterprise link's client at a site's lockstepd (see [`start_relayed`]).
+const LINK_TOML: &str = "[[apps]]\nclient_id = \"link\"\nclient_secret = \"link-secret-for-the-bench\"\nscopes = [\"fhircast/*.read\", \"fhircast/*.write\"]\nname = \"Workstation\"\n";
+
+/// Two lockstepd: a site, and a workstation following it through `[upstream]`, once its link
+/// is up.
+pub async fn start_relayed(binary: &Path) -> anyhow::Result<(Server, Server)> {
+    let site = start_lockstepd_with(binary, LINK_TOML).await?;
+    let upstream = format!(
+        "[upstream]\nissuer = \"http://{}\"\nclient_id = \"link\"\nclient_secret = \"link-secret-for-the-bench\"\n",
+        site.target.host
+    );
+    let workstation = start_lockstepd_with(binary, &upstream).await?;
+    let links = workstation
+        ._scratch
+        .as_ref()
+        .map(|s| s.path().join("run/org.lockstep.agent/links.json"))
+        .ok_or_else(|| anyhow!("no scratch folder"))?;
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&links).unwrap_or_default();
+        let published: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let following = published["links"].as_array().is_some_and(|links| {
+            links
+                .iter()
+                .any(|l| l["kind"] == "upstream" && l["state"] == "following")
+        });
+        if following {
+            return Ok((site, workstation));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the workstation's link to the site did not come up: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`start_lockstepd`], with `extra` appended to its configuration.
+async fn start_lockstepd_with(binary: &Path, extra: &str) -> anyhow::Result<Server> {
     let scratch = tempfile::tempdir()?;
     let port = free_port()?;
     let config = scratch.path().join("lockstep.toml");
     std::fs::File::create(&config)?.write_all(
         format!(
-            "[hub]\nport = {port}\n{LIMITS_TOML}\n[[apps]]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nscopes = [\"fhircast/*.read\", \"fhircast/*.write\"]\nname = \"Bench\"\n"
+            "[hub]\nport = {port}\n{LIMITS_TOML}\n[[apps]]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nscopes = [\"fhircast/*.read\", \"fhircast/*.write\"]\nname = \"Bench\"\n{extra}"
         )
         .as_bytes(),
     )?;
@@ -133,6 +174,8 @@ pub async fn start_lockstepd(binary: &Path) -> anyhow::Result<Server> {
         .env("HOME", scratch.path())
         .env("XDG_CONFIG_HOME", scratch.path().join("config"))
         .env("XDG_DATA_HOME", scratch.path().join("data"))
+        // Its own discovery files: two side by side must not share them.
+        .env("XDG_RUNTIME_DIR", scratch.path().join("run"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

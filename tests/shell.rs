@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::{
-    Display, Lockstep, PACS, RIS, Subscriber, descendants, eventually, gui_available, http_get,
-    jane_study, publish, read_lines,
+    Display, Home, Lockstep, PACS, RIS, SessionBus, Subscriber, XServer, descendants, eventually,
+    gui_available, http_get, jane_study, publish, read_lines,
 };
 
 const NO_PATIENT: &str = "No patient in context";
@@ -396,4 +396,56 @@ fn web_content_processes(pid: u32) -> bool {
     webkit_processes(pid)
         .iter()
         .any(|name| name.starts_with("WebKitWebProces"))
+}
+
+#[test]
+fn with_a_site_to_sign_in_to_the_tray_offers_sign_in_and_opens_the_browser() {
+    if !gui_available() {
+        return;
+    }
+    let home = Arc::new(Home::new(
+        "[upstream]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"reading-room\"\n",
+    ));
+    // The browser is the one part not run here: a stand-in `xdg-open` notes what it was given.
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = home.path().join("opened.txt");
+    let browser = bin.join("xdg-open");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (x, bus) = (Arc::new(XServer::start()), Arc::new(SessionBus::start()));
+    let mut lockstep = Lockstep::start_in(home.clone(), Some(x), Some(bus), &[]);
+    let origin = lockstep.wait_for_hub();
+    lockstep.wait_for_line("tray ready");
+    let menu = lockstep.tray();
+    let labels = menu.labels();
+    assert!(
+        labels.contains(&"Sign in to 127.0.0.1…".to_owned()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"Sign out of 127.0.0.1".to_owned()),
+        "{labels:?}"
+    );
+
+    menu.click("Sign in to 127.0.0.1…");
+    let page = format!("{origin}/lockstep/upstream/login");
+    eventually("the browser opened on the sign-in page", || {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|text| text.trim() == page)
+            .map(drop)
+    });
+    menu.click("Sign out of 127.0.0.1");
+    lockstep.wait_for_line("signed out of the site");
+    let exit = lockstep.terminate();
+    assert!(exit.success(), "exit {exit}; log:\n{}", lockstep.log());
 }

@@ -22,6 +22,8 @@ const SETTINGS_ITEM: &str = "settings";
 const ABOUT_ITEM: &str = "about";
 const QUIT_ITEM: &str = "quit";
 const POLICY_ITEM: &str = "history-policy";
+const SITE_SIGN_IN_ITEM: &str = "site-sign-in";
+const SITE_SIGN_OUT_ITEM: &str = "site-sign-out";
 
 pub const PAUSE_LABEL: &str = "Pause following";
 pub const RESUME_LABEL: &str = "Resume";
@@ -67,6 +69,22 @@ pub fn install(app: &AppHandle) -> tauri::Result<()> {
             )
         })
         .transpose()?;
+    // Where the clinician signs in to the site's hub: Sign in / Sign out.
+    let site = match app
+        .try_state::<AgentHandle>()
+        .and_then(|agent| agent.site_sign_in())
+    {
+        Some((site, _)) => {
+            let sign_in = format!("Sign in to {site}…");
+            let sign_out = format!("Sign out of {site}");
+            let enabled = |id, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
+            Some((
+                enabled(SITE_SIGN_IN_ITEM, &sign_in)?,
+                enabled(SITE_SIGN_OUT_ITEM, &sign_out)?,
+            ))
+        }
+        None => None,
+    };
     let (above, below) = (
         PredefinedMenuItem::separator(app)?,
         PredefinedMenuItem::separator(app)?,
@@ -81,10 +99,11 @@ pub fn install(app: &AppHandle) -> tauri::Result<()> {
         &history,
         &pause,
         &settings,
-        &about,
-        &below,
-        &quit,
     ]);
+    if let Some((sign_in, sign_out)) = &site {
+        items.extend([sign_in as &dyn IsMenuItem<tauri::Wry>, sign_out]);
+    }
+    items.extend([&about as &dyn IsMenuItem<tauri::Wry>, &below, &quit]);
     let menu = Menu::with_items(app, &items)?;
     let shown = Shown {
         headline: NO_PATIENT.to_owned(),
@@ -177,6 +196,17 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
             );
             agent.set_paused(!paused);
         }
+        SITE_SIGN_IN_ITEM => {
+            let agent = app.state::<AgentHandle>();
+            if let Some((site, page)) = agent.site_sign_in() {
+                tracing::info!("sign in to {site} chosen from the tray");
+                open_in_browser(&page);
+            }
+        }
+        SITE_SIGN_OUT_ITEM => {
+            tracing::info!("sign out of the site chosen from the tray");
+            app.state::<AgentHandle>().sign_out_of_site();
+        }
         QUIT_ITEM => {
             tracing::info!("quit chosen from the tray");
             // The agent is shut down once the event loop has returned; see `run_tray`.
@@ -268,4 +298,25 @@ fn panel() -> Panel {
         }
     }
     Panel::Dark
+}
+
+/// Opens `url` in the desktop's browser (a child process of its own; a failure is logged).
+fn open_in_browser(url: &str) {
+    let (program, args): (&str, &[&str]) = if cfg!(target_os = "windows") {
+        ("rundll32", &["url.dll,FileProtocolHandler"])
+    } else if cfg!(target_os = "macos") {
+        ("open", &[])
+    } else {
+        ("xdg-open", &[])
+    };
+    let opened = std::process::Command::new(program)
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = opened {
+        tracing::error!("cannot open the browser with {program}: {e}");
+    }
 }

@@ -222,14 +222,21 @@ impl Home {
     /// inside this folder.
     pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
         let home = self.dir.path();
-        vec![
+        let mut env = vec![
             ("HOME", home.to_owned()),
             ("XDG_CONFIG_HOME", home.join(".config")),
             ("XDG_DATA_HOME", home.join(".local/share")),
             ("XDG_STATE_HOME", home.join(".local/state")),
             ("XDG_CACHE_HOME", home.join(".cache")),
             ("TMPDIR", home.to_owned()),
-        ]
+        ];
+        // Programs a test put in the home's `bin` (a stand-in browser) come first on PATH.
+        let bin = home.join("bin");
+        if bin.is_dir() {
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.push(("PATH", PathBuf::from(format!("{}:{path}", bin.display()))));
+        }
+        env
     }
 }
 

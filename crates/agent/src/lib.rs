@@ -170,7 +170,7 @@ impl Agent {
             desktop.clone(),
         ));
         // Before the bridges start, so that no change of theirs misses the site's hub.
-        let upstream = sign_in.map(|sign_in| {
+        let upstream = sign_in.clone().map(|sign_in| {
             Upstream::start(&config.upstream, sign_in, engine.clone(), topic.clone())
         });
         let (signed_out_tx, signed_out) = watch::channel(false);
@@ -225,6 +225,7 @@ impl Agent {
                 desktop,
                 bridges,
                 upstream,
+                sign_in,
                 signed_out,
                 report_cards,
                 context: context_rx,
@@ -327,6 +328,8 @@ struct HandleInner {
     bridges: Arc<lockstep_bridges::Bridges>,
     /// The enterprise link, where the site has one.
     upstream: Option<upstream::Upstream>,
+    /// The clinician's sign-in to the site, where there is a site.
+    sign_in: Option<upstream::SignIn>,
     /// Becomes true when the clinician signed out of the OS session.
     signed_out: watch::Receiver<bool>,
     report_cards: Arc<report_card::ReportCards>,
@@ -468,6 +471,29 @@ impl AgentHandle {
         let history = self.inner.history.clone();
         // Draining the writer blocks on the disk.
         let _ = tokio::task::spawn_blocking(move || history.shutdown()).await;
+    }
+
+    /// Where the clinician signs in to the site in the browser, and the site's name: `None`
+    /// without a site, or where the link signs in with a secret.
+    pub fn site_sign_in(&self) -> Option<(String, String)> {
+        let sign_in = self.inner.sign_in.as_ref().filter(|s| s.in_the_browser())?;
+        let origin = self.hub_url();
+        let origin = origin
+            .strip_suffix(lockstep_hub::server::HUB_PATH)
+            .unwrap_or(&origin);
+        Some((
+            sign_in.site().to_owned(),
+            format!("{origin}{}", upstream::LOGIN_PATH),
+        ))
+    }
+
+    /// Forgets the clinician's sign-in to the site (the tray's Sign out).
+    pub fn sign_out_of_site(&self) {
+        if let Some(sign_in) = self.inner.sign_in.clone() {
+            self.inner
+                .runtime
+                .spawn(async move { sign_in.sign_out().await });
+        }
     }
 
     /// Resolves when the clinician has signed out of the OS session (`UserLogout` is sent):

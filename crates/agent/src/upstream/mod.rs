@@ -136,6 +136,11 @@ impl SignIn {
         &self.inner.site
     }
 
+    /// Whether the clinician signs in (no client secret): the tray offers Sign in / Sign out.
+    pub fn in_the_browser(&self) -> bool {
+        self.inner.credentials.secret.is_none()
+    }
+
     /// The site's authorization URL to open in the browser.
     pub async fn begin(&self) -> Result<String, LinkError> {
         signin::begin(&self.inner.http, &self.inner.credentials).await

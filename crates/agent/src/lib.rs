@@ -146,6 +146,7 @@ impl Agent {
             })
         });
         let hub_url = state.hub_url();
+        let origin = state.origin.to_string();
 
         let desktop = Desktop::start(
             engine.clone(),
@@ -183,11 +184,18 @@ impl Agent {
             });
         }
         let bridges = Arc::new(
-            lockstep_bridges::Bridges::start(
+            lockstep_bridges::Bridges::start_with(
                 engine.clone(),
                 topic.clone(),
                 &ready_bridges,
                 Arc::new(move |report| audit.bridge(report)),
+                Some(lockstep_bridges::launch::SmartLauncher {
+                    iss: origin.clone(),
+                    register: {
+                        let authority = authority.clone();
+                        Arc::new(move |context| authority.grants().new_launch(context))
+                    },
+                }),
             )
             .await,
         );

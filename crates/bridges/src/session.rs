@@ -24,6 +24,17 @@ pub const CLIENT_ID_PREFIX: &str = "bridge:";
 /// A bridge's grant outlives any lease; leases are renewed well before they end.
 const GRANT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// What every bridge's seat shares: the session, the link board, the reporter, and the SMART
+/// launcher where there is one.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub engine: Engine,
+    pub topic: Arc<str>,
+    pub board: Board,
+    pub reporter: Reporter,
+    pub smart: Option<crate::launch::SmartLauncher>,
+}
+
 /// One bridge's seat in the session. Cheap to clone.
 #[derive(Clone)]
 pub struct Session {
@@ -37,19 +48,24 @@ struct SessionInner {
     grant: TokenGrant,
     board: Board,
     reporter: Reporter,
+    smart: Option<crate::launch::SmartLauncher>,
 }
 
 impl Session {
     /// `read`: events the bridge follows; `write`: events it may request (SyncError always).
     pub(crate) fn new(
-        engine: Engine,
-        topic: Arc<str>,
+        services: Services,
         name: &str,
         read: &[&'static EventSpec],
         write: &[&'static EventSpec],
-        board: Board,
-        reporter: Reporter,
     ) -> Self {
+        let Services {
+            engine,
+            topic,
+            board,
+            reporter,
+            smart,
+        } = services;
         let scopes: Vec<String> = read
             .iter()
             .map(|e| format!("fhircast/{}.read", e.name))
@@ -74,8 +90,14 @@ impl Session {
                 grant,
                 board,
                 reporter,
+                smart,
             }),
         }
+    }
+
+    /// Where SMART apps are launched into the session: how their launches are registered.
+    pub fn smart(&self) -> Option<&crate::launch::SmartLauncher> {
+        self.inner.smart.as_ref()
     }
 
     pub fn name(&self) -> &str {

@@ -4,7 +4,7 @@
 use crate::config::{Ready, ValidBridge, ValidBridges};
 use crate::error::BridgeError;
 use crate::report::{Board, BridgeStatus, Reporter};
-use crate::session::Session;
+use crate::session::{Services, Session};
 use crate::{ccow, folder, launch};
 use lockstep_fhircast::EventSpec;
 use lockstep_hub::{Engine, LinkState};
@@ -38,6 +38,7 @@ pub struct Bridges {
     running: tokio::sync::Mutex<HashMap<String, Running>>,
     /// Configs of disabled bridges, kept so a reload can tell what changed.
     disabled: Mutex<HashMap<String, ValidBridge>>,
+    smart: Option<crate::launch::SmartLauncher>,
 }
 
 /// How long a stopping bridge may take before it is aborted.
@@ -56,9 +57,21 @@ impl Bridges {
         config: &ValidBridges,
         reporter: Reporter,
     ) -> Bridges {
+        Self::start_with(engine, topic, config, reporter, None).await
+    }
+
+    /// [`Bridges::start`], with SMART apps launched through `smart`'s authorization server.
+    pub async fn start_with(
+        engine: Engine,
+        topic: Arc<str>,
+        config: &ValidBridges,
+        reporter: Reporter,
+        smart: Option<crate::launch::SmartLauncher>,
+    ) -> Bridges {
         let bridges = Bridges {
             engine,
             topic,
+            smart,
             board: Board::new(),
             reporter,
             running: tokio::sync::Mutex::new(HashMap::new()),
@@ -153,15 +166,14 @@ impl Bridges {
             LinkState::Unconfirmed,
             "starting",
         );
-        let session = Session::new(
-            self.engine.clone(),
-            self.topic.clone(),
-            config.name(),
-            &read,
-            &write,
-            self.board.clone(),
-            self.reporter.clone(),
-        );
+        let services = Services {
+            engine: self.engine.clone(),
+            topic: self.topic.clone(),
+            board: self.board.clone(),
+            reporter: self.reporter.clone(),
+            smart: self.smart.clone(),
+        };
+        let session = Session::new(services, config.name(), &read, &write);
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(config.clone(), session, stop_rx));
         Running {

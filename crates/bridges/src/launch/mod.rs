@@ -7,6 +7,9 @@
 //! `debounce_ms` after a launch are coalesced into one launch of the latest at the window's end.
 
 mod launcher;
+mod smart;
+
+pub use smart::{SmartLaunch, SmartLauncher};
 
 pub use launcher::{
     Action, AfterLaunch, AllowList, LaunchError, LaunchMode, Launcher, UrlOpen, check_url,
@@ -120,7 +123,11 @@ pub async fn run(
                 let event = change.event;
                 let closing = event.kind == EventKind::Close;
                 let data = if opens.iter().any(|o| std::ptr::eq(*o, event)) {
-                    ContextData::from_change(&change)
+                    let mut data = ContextData::from_change(&change);
+                    // Where the agent launches SMART apps, each launch is registered for its
+                    // context (`{smart.launch}`).
+                    data.smart = session.smart().map(|smart| smart.launch(&data));
+                    data
                 } else if closing {
                     // Only the close of what was launched runs the on-close action.
                     let anchor = event.anchor_key().unwrap_or_default();

@@ -75,6 +75,8 @@ enum Field {
     EventName,
     EventId,
     Now,
+    SmartIss,
+    SmartLaunch,
 }
 
 const FIELDS: &[(&str, Field)] = &[
@@ -96,6 +98,8 @@ const FIELDS: &[(&str, Field)] = &[
     ("event.name", Field::EventName),
     ("event.id", Field::EventId),
     ("now", Field::Now),
+    ("smart.iss", Field::SmartIss),
+    ("smart.launch", Field::SmartLaunch),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub struct ContextData {
     pub patient: Option<Value>,
     pub study: Option<Value>,
     pub report: Option<Value>,
+    /// The SMART EHR launch this rendering is for, where the bridge launches SMART apps.
+    pub smart: Option<crate::launch::SmartLaunch>,
 }
 
 impl ContextData {
@@ -139,6 +145,7 @@ impl ContextData {
             patient: resource("patient"),
             study: resource("study"),
             report: resource("report"),
+            smart: None,
         }
     }
 
@@ -408,6 +415,16 @@ fn value(
         Field::ReportId => text(report()?.get("id")),
         Field::ReportStatus => text(report()?.get("status")),
         Field::EventName => Ok(data.event.clone()),
+        Field::SmartIss => data
+            .smart
+            .as_ref()
+            .map(|s| s.iss.clone())
+            .ok_or_else(missing),
+        Field::SmartLaunch => data
+            .smart
+            .as_ref()
+            .map(|s| s.launch.clone())
+            .ok_or_else(missing),
         Field::EventId => Ok(data.event_id.clone()).and_then(|id| {
             if id.is_empty() {
                 Err(missing())
@@ -460,7 +477,25 @@ mod tests {
                 "identifier": [{"type": {"coding": [{"code": "ACSN"}]}, "system": "urn:oid:1.2.3.5", "value": accession},
                                {"system": "urn:dicom:uid", "value": "urn:oid:1.2.840.99"}]})),
             report: None,
+            smart: None,
         }
+    }
+
+    #[test]
+    fn a_smart_launch_url_names_the_server_and_the_launch_and_needs_both() {
+        let launched = ContextData {
+            smart: Some(crate::launch::SmartLaunch {
+                iss: "http://127.0.0.1:4980".into(),
+                launch: "L-1".into(),
+            }),
+            ..data("M1", "A1")
+        };
+        let url = "https://app.example.org/launch?iss={smart.iss}&launch={smart.launch}";
+        assert_eq!(
+            render(url, Escape::UrlComponent, &launched).unwrap(),
+            "https://app.example.org/launch?iss=http%3A%2F%2F127.0.0.1%3A4980&launch=L-1"
+        );
+        assert!(render(url, Escape::UrlComponent, &data("M1", "A1")).is_err());
     }
 
     fn render(text: &str, escape: Escape, data: &ContextData) -> Result<String, RenderError> {

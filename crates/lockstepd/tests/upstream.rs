@@ -140,22 +140,46 @@ fn opened_patient(frame: &Value) -> &str {
         .unwrap()
 }
 
-#[tokio::test]
-async fn both_sides_follow_each_other_once_and_the_site_decides() {
+/// A site and a workstation following it, with the site's EHR and the workstation's PACS
+/// each subscribed to `events`.
+struct Linked {
+    _site: Daemon,
+    _workstation: Daemon,
+    ehr: HubClient,
+    ehr_feed: Subscription,
+    pacs: HubClient,
+    pacs_feed: Subscription,
+}
+
+async fn linked(events: &str) -> Linked {
     let site = Daemon::start_with_text(&site_config(0, 3600));
     let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
     wait_for_link(&workstation, "following").await;
-
     let ehr = sign_in(&site, "ehr").await;
-    let mut ehr_feed = ehr
-        .subscribe("Patient-open,ImagingStudy-open", None)
-        .await
-        .unwrap();
+    let ehr_feed = ehr.subscribe(events, None).await.unwrap();
     let pacs = sign_in(&workstation, "pacs").await;
-    let mut pacs_feed = pacs
-        .subscribe("Patient-open,ImagingStudy-open", None)
-        .await
-        .unwrap();
+    let pacs_feed = pacs.subscribe(events, None).await.unwrap();
+    Linked {
+        _site: site,
+        _workstation: workstation,
+        ehr,
+        ehr_feed,
+        pacs,
+        pacs_feed,
+    }
+}
+
+#[tokio::test]
+async fn both_sides_follow_each_other_once_and_the_site_decides() {
+    // The daemons bound by name, so they live to the test's end.
+    let Linked {
+        _site,
+        _workstation,
+        ehr,
+        mut ehr_feed,
+        pacs,
+        mut pacs_feed,
+    } = linked("Patient-open,ImagingStudy-open").await;
 
     // The site's change reaches the workstation's app, with the site's event id, once.
     let from_site = ehr
@@ -392,19 +416,15 @@ fn version(current: &Value) -> String {
 
 #[tokio::test]
 async fn content_sharing_keeps_each_hub_s_versions_straight() {
-    let site = Daemon::start_with_text(&site_config(0, 3600));
-    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
-    wait_for_link(&workstation, "following").await;
-    let ehr = sign_in(&site, "ehr").await;
-    let mut ehr_feed = ehr
-        .subscribe("DiagnosticReport-update", None)
-        .await
-        .unwrap();
-    let pacs = sign_in(&workstation, "pacs").await;
-    let mut pacs_feed = pacs
-        .subscribe("DiagnosticReport-update", None)
-        .await
-        .unwrap();
+    // The daemons bound by name, so they live to the test's end.
+    let Linked {
+        _site,
+        _workstation,
+        ehr,
+        mut ehr_feed,
+        pacs,
+        mut pacs_feed,
+    } = linked("DiagnosticReport-update").await;
 
     // Opened here: each hub mints its own version.
     pacs.publish("DiagnosticReport-open", example("report-open.json"), None)

@@ -265,22 +265,13 @@ impl Link {
         if let Some(endpoint) = endpoint {
             form.push(("hub.channel.endpoint", endpoint));
         }
-        let response = self
-            .http
-            .post(&session.hub_url)
-            .bearer_auth(&session.token)
-            .form(&form)
-            .send()
-            .await
-            .map_err(LinkError::unreachable)?;
-        let status = response.status();
-        let body = response.text().await.map_err(LinkError::unreachable)?;
-        if !status.is_success() {
-            return Err(LinkError::Refused {
-                status: status.as_u16(),
-                body: super::excerpt(&body),
-            });
-        }
+        let body = super::answer_of(
+            self.http
+                .post(&session.hub_url)
+                .bearer_auth(&session.token)
+                .form(&form),
+        )
+        .await?;
         let answer: Value = serde_json::from_str(&body).unwrap_or_default();
         match answer.get("hub.channel.endpoint").and_then(Value::as_str) {
             Some(url) if !url.is_empty() => Ok(url.to_owned()),

@@ -65,6 +65,21 @@ impl LinkError {
     }
 }
 
+/// Sends a request to the site and returns the body of its 2xx answer; any other status is
+/// [`LinkError::Refused`] with the body's start.
+pub(crate) async fn answer_of(request: reqwest::RequestBuilder) -> Result<String, LinkError> {
+    let response = request.send().await.map_err(LinkError::unreachable)?;
+    let status = response.status();
+    let body = response.text().await.map_err(LinkError::unreachable)?;
+    if !status.is_success() {
+        return Err(LinkError::Refused {
+            status: status.as_u16(),
+            body: excerpt(&body),
+        });
+    }
+    Ok(body)
+}
+
 /// The first few hundred characters of a body, for a message.
 pub(crate) fn excerpt(body: &str) -> String {
     const KEEP: usize = 300;

@@ -109,20 +109,7 @@ pub(super) async fn resync(
         session.hub_url.trim_end_matches('/'),
         session.topic
     );
-    let response = http
-        .get(&url)
-        .bearer_auth(&session.token)
-        .send()
-        .await
-        .map_err(LinkError::unreachable)?;
-    let status = response.status();
-    let body = response.text().await.map_err(LinkError::unreachable)?;
-    if !status.is_success() {
-        return Err(LinkError::Refused {
-            status: status.as_u16(),
-            body: super::excerpt(&body),
-        });
-    }
+    let body = super::answer_of(http.get(&url).bearer_auth(&session.token)).await?;
     let answer: Value = serde_json::from_str(&body)
         .map_err(|e| LinkError::Protocol(format!("Get Current Context is not JSON: {e}")))?;
     let site = SiteContext::read(&answer)?;

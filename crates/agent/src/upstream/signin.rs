@@ -277,15 +277,7 @@ pub(crate) fn session_from(
 }
 
 async fn get_json(request: reqwest::RequestBuilder) -> Result<Value, LinkError> {
-    let response = request.send().await.map_err(LinkError::unreachable)?;
-    let status = response.status();
-    let body = response.text().await.map_err(LinkError::unreachable)?;
-    if !status.is_success() {
-        return Err(LinkError::Refused {
-            status: status.as_u16(),
-            body: super::excerpt(&body),
-        });
-    }
+    let body = super::answer_of(request).await?;
     serde_json::from_str(&body)
         .map_err(|e| LinkError::Protocol(format!("an answer that is not JSON: {e}")))
 }

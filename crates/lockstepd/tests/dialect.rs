@@ -3,6 +3,8 @@
 //! local change, each event crosses once, and the link rides out the site's denial broadcasts
 //! and its change of topic.
 
+#[path = "common/bus.rs"]
+mod bus;
 mod common;
 #[allow(dead_code)]
 #[path = "common/dialect_hub.rs"]
@@ -230,4 +232,38 @@ async fn the_link_speaks_a_deployed_hub_s_dialect() {
     let frame = from_new_topic.expect("the link never followed the new topic");
     assert_eq!(frame["event"]["context"][0]["resource"]["id"], "p4");
     assert!(site.tokens_issued() >= 3, "the link renewed its token");
+}
+
+#[tokio::test]
+async fn an_unlocked_screen_re_syncs_from_the_site() {
+    let site = DialectHub::start(Duration::from_secs(3600), Duration::from_secs(3600)).await;
+    let out = tempfile::tempdir().unwrap();
+    let bus = bus::Bus::start();
+    let workstation = Daemon::start_with_env(
+        &workstation_config(&site, out.path()),
+        &[
+            ("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str()),
+            ("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str()),
+            ("XDG_SESSION_ID", "1"),
+        ],
+    );
+    workstation.wait_for_log("following logind's session 1");
+    wait_until("the link following", || link_following(&workstation)).await;
+    let pacs = HubClient::sign_in(&workstation.origin, "pacs", "pacs-secret-123", None)
+        .await
+        .unwrap();
+    let mut pacs_feed = pacs.subscribe("Patient-open", None).await.unwrap();
+
+    // The site moves on without a word on the link's socket (while the screen was locked, say).
+    site.change_silently("Patient", patient("p5"));
+    nothing_more(&mut pacs_feed, "pacs").await;
+    // The clinician unlocks: the workstation asks the site what is open, and follows.
+    let logind = bus::service(&bus, "org.freedesktop.login1").await;
+    let session = (
+        "/org/freedesktop/login1/session/_31",
+        "org.freedesktop.login1.Session",
+    );
+    bus::emit(&logind, session.0, session.1, "Unlock", &()).await;
+    let frame = next_event(&mut pacs_feed).await;
+    assert_eq!(frame["event"]["context"][0]["resource"]["id"], "p5");
 }

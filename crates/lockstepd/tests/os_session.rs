@@ -3,12 +3,13 @@
 //! signal from a program that does not own the service changes nothing, and signing out ends
 //! the session and stops the agent.
 
+#[path = "common/bus.rs"]
+mod bus;
 mod common;
+use bus::{Bus, emit, service};
 use common::Daemon;
 use lockstep_agent::client::{HubClient, Subscription};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -24,62 +25,6 @@ scopes = ["fhircast/*.read", "fhircast/*.write"]
 /// The login session the agent runs in, and logind's path for it (`1` escapes to `_31`).
 const SESSION_ID: &str = "1";
 const SESSION_PATH: &str = "/org/freedesktop/login1/session/_31";
-
-/// A private bus, standing in for both the system and the session bus.
-struct Bus {
-    daemon: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon (Debian's dbus package) is installed");
-        let mut address = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut address)
-            .unwrap();
-        Bus {
-            daemon,
-            address: address.trim().to_owned(),
-        }
-    }
-
-    async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .unwrap()
-            .build()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
-
-/// A connection that owns `name` on the bus, as the real service would.
-async fn service(bus: &Bus, name: &str) -> zbus::Connection {
-    let connection = bus.connect().await;
-    connection.request_name(name).await.unwrap();
-    connection
-}
-
-async fn emit<B>(connection: &zbus::Connection, path: &str, interface: &str, member: &str, body: &B)
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-{
-    connection
-        .emit_signal(None::<&str>, path, interface, member, body)
-        .await
-        .unwrap();
-}
 
 /// The next infrastructure event's name within `wait`, acknowledged; `None` if none came.
 async fn next_event(feed: &mut Subscription, wait: Duration) -> Option<String> {

@@ -93,6 +93,19 @@ impl DialectHub {
         DialectHub { origin, state }
     }
 
+    /// Opens `context` (of `context_type`) on the user's topic without telling any socket: what
+    /// a subscriber sees of a hub that lost or skipped an event.
+    pub fn change_silently(&self, context_type: &str, context: Value) {
+        let mut inner = self.state.inner.lock().unwrap();
+        let Some((topic, _)) = inner.topic.clone() else {
+            return;
+        };
+        inner.current.insert(
+            topic,
+            json!({ "context.type": context_type, "context": context }),
+        );
+    }
+
     /// How many times an event with this id was posted to the hub.
     pub fn posted(&self, id: &str) -> usize {
         self.state

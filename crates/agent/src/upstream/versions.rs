@@ -67,18 +67,32 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
     queue.push_back(item);
 }
 
+/// The spellings of the version keys deployed hubs send: the spec's, a bare one, any case.
+fn is_key(key: &str, name: &str) -> bool {
+    let key = key.strip_prefix("context.").unwrap_or(key);
+    key.eq_ignore_ascii_case(name)
+}
+
+/// The value of an event's version key spelled any of those ways.
+fn version_key<'a>(event: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
+    event
+        .iter()
+        .find(|(key, _)| is_key(key, name))
+        .and_then(|(_, value)| value.as_str())
+}
+
 /// An event frame's `context.versionId` (the version it minted, in a notification).
 pub(crate) fn minted(frame: &Value) -> Option<&str> {
-    frame.get("event")?.get("context.versionId")?.as_str()
+    version_key(frame.get("event")?.as_object()?, "versionId")
 }
 
 /// Makes a notification from the site a request here: an update names the local version its
 /// `context.priorVersionId` stands for (unknown: the site's, which the local hub refuses and
 /// the site hears of); the site's own version keys go.
 pub(crate) fn localise(event: &mut serde_json::Map<String, Value>, versions: &Versions) {
-    let prior = event
-        .remove("context.priorVersionId")
-        .and_then(|v| v.as_str().map(str::to_owned));
+    let prior = version_key(event, "priorVersionId").map(str::to_owned);
+    let sent = version_key(event, "versionId").map(str::to_owned);
+    event.retain(|key, _| !is_key(key, "versionId") && !is_key(key, "priorVersionId"));
     match prior {
         Some(prior) => {
             let local = versions.to_local(&prior).unwrap_or(&prior).to_owned();
@@ -86,16 +100,20 @@ pub(crate) fn localise(event: &mut serde_json::Map<String, Value>, versions: &Ve
         }
         // An update that names no prior version is left as sent (the local hub refuses it if
         // it does not fit, rather than guess); on anything else the local hub mints its own.
-        None => {
-            let is_update = event
-                .get("hub.event")
-                .and_then(Value::as_str)
-                .is_some_and(|name| name.to_ascii_lowercase().ends_with("-update"));
-            if !is_update {
-                event.remove("context.versionId");
+        None if is_update(event) => {
+            if let Some(sent) = sent {
+                event.insert("context.versionId".into(), sent.into());
             }
         }
+        None => {}
     }
+}
+
+fn is_update(event: &serde_json::Map<String, Value>) -> bool {
+    event
+        .get("hub.event")
+        .and_then(Value::as_str)
+        .is_some_and(|name| name.to_ascii_lowercase().ends_with("-update"))
 }
 
 #[cfg(test)]

@@ -571,3 +571,56 @@ client_id = "reading-room"
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_workstation_that_joins_late_gets_the_report_and_what_was_shared_on_it() {
+    let site = Daemon::start_with_text(&site_config(0, 3600));
+    let ehr = sign_in(&site, "ehr").await;
+    ehr.publish("DiagnosticReport-open", example("report-open.json"), None)
+        .await
+        .unwrap();
+    let there = version(&ehr.current_context().await.unwrap());
+    ehr.publish(
+        "DiagnosticReport-update",
+        update_adding("obs-1"),
+        Some(&there),
+    )
+    .await
+    .unwrap();
+
+    // The workstation comes up after: the re-sync brings the report and its shared content.
+    let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
+    wait_for_link(&workstation, "following").await;
+    let pacs = sign_in(&workstation, "pacs").await;
+    let here = pacs.current_context().await.unwrap();
+    assert_eq!(here["context.type"], "DiagnosticReport", "{here}");
+    let content = here["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "content")
+        .expect("a content bundle");
+    assert_eq!(
+        content["resource"]["entry"][0]["resource"]["id"],
+        "obs-1",
+        "{here}\n{}",
+        workstation.logged()
+    );
+    // And the next update from here fits the site's version.
+    let mut ehr_feed = ehr
+        .subscribe("DiagnosticReport-update", None)
+        .await
+        .unwrap();
+    pacs.publish(
+        "DiagnosticReport-update",
+        update_adding("obs-2"),
+        Some(&version(&here)),
+    )
+    .await
+    .unwrap();
+    let at_ehr = next_event(&mut ehr_feed).await;
+    assert_eq!(
+        at_ehr["event"]["context"][2]["resource"]["entry"][0]["resource"]["id"],
+        "obs-2"
+    );
+}

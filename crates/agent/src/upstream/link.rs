@@ -140,6 +140,7 @@ impl Link {
             token: session.token.clone(),
         };
         self.relay.set_up(up(&session));
+        self.relay.expect_replay();
         self.resync_now(&session).await;
         self.set(
             LinkState::Following,

@@ -15,7 +15,7 @@ use crate::config::WhenDown;
 use lockstep_bridges::RecentIds;
 use lockstep_fhircast::frames::{IssueCode, SyncErrorReport};
 use lockstep_fhircast::notification::{Frame, Versions as FrameVersions};
-use lockstep_fhircast::{ContextChange, EventSpec, ScopeSet};
+use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::engine::{Gate, GateFuture, PublishError};
 use lockstep_hub::{Engine, EngineEvent, TokenGrant};
@@ -56,7 +56,12 @@ struct Inner {
     kept_local: AtomicUsize,
     /// The link's row in the window, which says so.
     status: Arc<watch::Sender<UpstreamStatus>>,
+    /// Until when the site may still be replaying what is open to the new subscription.
+    replay_until: Mutex<Option<Instant>>,
 }
+
+/// How long after subscribing the site's frames may be its replay of what is open.
+const REPLAY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where changes go while the link is up.
 #[derive(Clone)]
@@ -117,6 +122,7 @@ impl Relay {
                 site_grant,
                 kept_local: AtomicUsize::new(0),
                 status,
+                replay_until: Mutex::new(None),
             }),
         }
     }
@@ -125,6 +131,31 @@ impl Relay {
     pub(crate) fn set_up(&self, up: Up) {
         *self.inner.up.write() = Ok(up);
         self.inner.kept_local.store(0, Ordering::Relaxed);
+    }
+
+    /// The link has just subscribed: the site may replay what is open (a hub sends a new
+    /// subscriber the current opens), which the re-sync has already applied here.
+    pub(crate) fn expect_replay(&self) {
+        *self.inner.replay_until.lock() = Some(Instant::now() + REPLAY_WINDOW);
+    }
+
+    /// Whether `change` is the site's replay of the open that is already current here: applied
+    /// again it would start the report's content over.
+    fn is_replay_of_current(&self, change: &ContextChange) -> bool {
+        let inner = &self.inner;
+        let replaying = inner
+            .replay_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until);
+        if !replaying || change.event.kind != EventKind::Open {
+            return false;
+        }
+        let anchor = change
+            .event
+            .anchor
+            .zip(change.anchor_id())
+            .map(|(kind, id)| (kind.to_owned(), id.to_owned()));
+        anchor.is_some() && anchor == super::resync::local_anchor(&inner.engine, &inner.local_topic)
     }
 
     /// What the link's row adds while changes are kept here only.
@@ -166,6 +197,10 @@ impl Relay {
                 return Inbound::Refused(400, why);
             }
         };
+        if self.is_replay_of_current(&change) {
+            tracing::debug!(site = %inner.site, "the site replayed what is open here already");
+            return Inbound::Applied;
+        }
         let result = self.apply(&mut crossing, &inner.site_grant, change, minted(frame));
         inbound_answer(&result)
     }
@@ -204,6 +239,37 @@ impl Relay {
             "timestamp": now_iso(),
             "id": id,
             "event": { "hub.topic": &*inner.local_topic, "hub.event": event.name, "context": context },
+        });
+        let change = ContextChange::parse(frame.to_string().as_bytes())
+            .map_err(|e| PublishError::Invalid(e.to_string()))?;
+        let mut crossing = inner.crossing.lock();
+        self.apply(&mut crossing, &inner.site_grant, change, site_version)
+    }
+
+    /// The content the site shared on the report just opened here (a re-sync), applied as an
+    /// update against the local version.
+    pub(crate) fn apply_content_from_site(
+        &self,
+        context: Value,
+        site_version: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        let update = EventSpec::lookup("DiagnosticReport-update")
+            .ok_or_else(|| PublishError::Invalid("no DiagnosticReport-update".into()))?;
+        let local_version = inner
+            .engine
+            .current_context_of(&inner.local_topic)
+            .map(|c| c.version_id)
+            .unwrap_or_default();
+        let frame = json!({
+            "timestamp": now_iso(),
+            "id": uuid::Uuid::new_v4().to_string(),
+            "event": {
+                "hub.topic": &*inner.local_topic,
+                "hub.event": update.name,
+                "context": context,
+                "context.versionId": local_version,
+            },
         });
         let change = ContextChange::parse(frame.to_string().as_bytes())
             .map_err(|e| PublishError::Invalid(e.to_string()))?;

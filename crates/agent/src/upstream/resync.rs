@@ -7,7 +7,7 @@ use super::relay::Relay;
 use super::signin::SiteSession;
 use lockstep_fhircast::EventSpec;
 use lockstep_hub::Engine;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The anchors a context may have, most specific first (an STU2 bare array names none).
 const ANCHORS: [(&str, &str); 4] = [
@@ -26,6 +26,8 @@ pub(crate) struct SiteContext {
     pub context: Vec<Value>,
     /// Its `context.versionId` (a report's content version), if it gave one.
     pub version_id: Option<String>,
+    /// The resources shared on the report so far (its `content` Bundle's entries).
+    pub content: Vec<Value>,
 }
 
 impl SiteContext {
@@ -56,9 +58,14 @@ impl SiteContext {
                 ));
             }
         };
-        let context: Vec<Value> = entries
+        let (content, context): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
-            .filter(|e| e.get("key").and_then(Value::as_str) != Some("content"))
+            .partition(|e| e.get("key").and_then(Value::as_str) == Some("content"));
+        let content = content
+            .iter()
+            .filter_map(|bundle| bundle.get("resource")?.get("entry")?.as_array())
+            .flatten()
+            .filter_map(|entry| entry.get("resource").cloned())
             .collect();
         let context_type = if context_type.is_empty() {
             ANCHORS
@@ -73,7 +80,37 @@ impl SiteContext {
             context_type,
             context,
             version_id,
+            content,
         })
+    }
+
+    /// The update that shares the report's content here, where there is content to share:
+    /// every resource `PUT`, as the site's updates left them.
+    fn content_update(&self) -> Option<Value> {
+        if self.context_type != "DiagnosticReport" || self.content.is_empty() {
+            return None;
+        }
+        let report = self.anchor_id()?;
+        let mut context = vec![
+            json!({ "key": "report", "reference": { "reference": format!("DiagnosticReport/{report}") } }),
+        ];
+        if let Some(patient) =
+            entry(&self.context, "patient").and_then(|e| e.get("resource")?.get("id")?.as_str())
+        {
+            context.push(json!({ "key": "patient", "reference": { "reference": format!("Patient/{patient}") } }));
+        }
+        let entries: Vec<Value> = self
+            .content
+            .iter()
+            .map(|resource| json!({ "request": { "method": "PUT" }, "resource": resource }))
+            .collect();
+        context.push(json!({ "key": "updates", "resource": {
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": "transaction",
+            "entry": entries,
+        } }));
+        Some(Value::Array(context))
     }
 
     fn open_event(&self) -> Option<&'static EventSpec> {
@@ -94,6 +131,19 @@ fn entry<'a>(context: &'a [Value], key: &str) -> Option<&'a Value> {
     context
         .iter()
         .find(|e| e.get("key").and_then(Value::as_str) == Some(key))
+}
+
+/// The anchor open here now (its resource type and id), if any.
+pub(crate) fn local_anchor(engine: &Engine, topic: &str) -> Option<(String, String)> {
+    let current = engine.current_context_of(topic)?;
+    let here = SiteContext {
+        context_type: current.context_type.to_owned(),
+        context: serde_json::from_str(&current.context).unwrap_or_default(),
+        version_id: None,
+        content: Vec::new(),
+    };
+    let id = here.anchor_id()?.to_owned();
+    Some((here.context_type, id))
 }
 
 /// Sets the local session to the site's current context.
@@ -118,6 +168,7 @@ pub(super) async fn resync(
             context_type: current.context_type.to_owned(),
             context: serde_json::from_str(&current.context).unwrap_or_default(),
             version_id: None,
+            content: Vec::new(),
         },
         None => return Ok(()),
     };
@@ -126,22 +177,37 @@ pub(super) async fn resync(
             if (site.context_type.as_str(), site.anchor_id())
                 != (local.context_type.as_str(), local.anchor_id()) =>
         {
-            Some((open, site.context, site.version_id.as_deref()))
+            Some((open, site.context.clone(), site.version_id.as_deref()))
         }
         (None, Some(local_open)) => EventSpec::lookup(&local_open.name.replace("-open", "-close"))
             .map(|close| (close, local.context, None)),
         _ => None,
     };
-    if let Some((event, context, site_version)) = step {
-        tracing::info!(
-            event = event.name,
-            "re-syncing from the site's current context"
-        );
+    let Some((event, context, site_version)) = step else {
+        return Ok(());
+    };
+    tracing::info!(
+        event = event.name,
+        "re-syncing from the site's current context"
+    );
+    let refused =
+        |e| LinkError::Protocol(format!("the site's current context was refused here: {e}"));
+    let content = (event.kind == lockstep_fhircast::EventKind::Open)
+        .then(|| site.content_update())
+        .flatten();
+    // With content, the site's version pairs with the one the content makes here.
+    let open_version = if content.is_some() {
+        None
+    } else {
+        site_version
+    };
+    relay
+        .apply_from_site(event, Value::Array(context), open_version)
+        .map_err(refused)?;
+    if let Some(update) = content {
         relay
-            .apply_from_site(event, Value::Array(context), site_version)
-            .map_err(|e| {
-                LinkError::Protocol(format!("the site's current context was refused here: {e}"))
-            })?;
+            .apply_content_from_site(update, site_version)
+            .map_err(refused)?;
     }
     Ok(())
 }
@@ -166,6 +232,31 @@ mod tests {
         let study = SiteContext::read(&json!([patient("p1"), { "key": "study", "resource": { "resourceType": "ImagingStudy", "id": "s1" } }])).unwrap();
         assert_eq!(study.context_type, "ImagingStudy");
         assert_eq!(study.anchor_id(), Some("s1"));
+    }
+
+    #[test]
+    fn a_report_s_shared_content_becomes_one_update() {
+        let site = SiteContext::read(&json!({ "context.type": "DiagnosticReport", "context.versionId": "v9", "context": [
+            { "key": "report", "resource": { "resourceType": "DiagnosticReport", "id": "r1" } },
+            patient("p1"),
+            { "key": "content", "resource": { "resourceType": "Bundle", "id": "v9", "type": "collection", "entry": [
+                { "fullUrl": "Observation/o1", "resource": { "resourceType": "Observation", "id": "o1" } }
+            ] } },
+        ] })).unwrap();
+        let update = site.content_update().expect("an update");
+        assert_eq!(update[0]["reference"]["reference"], "DiagnosticReport/r1");
+        assert_eq!(update[1]["reference"]["reference"], "Patient/p1");
+        assert_eq!(update[2]["resource"]["type"], "transaction");
+        assert_eq!(update[2]["resource"]["entry"][0]["resource"]["id"], "o1");
+        assert_eq!(
+            update[2]["resource"]["entry"][0]["request"]["method"],
+            "PUT"
+        );
+        let empty = SiteContext {
+            content: Vec::new(),
+            ..site
+        };
+        assert!(empty.content_update().is_none());
     }
 
     #[test]

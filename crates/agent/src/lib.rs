@@ -249,7 +249,9 @@ impl Agent {
 fn follow_os_session(follower: os_session::Follower) {
     #[cfg(target_os = "linux")]
     os_session::start(Box::new(os_session::DbusWatcher::from_env()), follower);
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    os_session::start(Box::new(os_session::windows::WtsWatcher), follower);
+    #[cfg(not(any(target_os = "linux", windows)))]
     drop(follower);
 }
 

@@ -291,20 +291,32 @@ async fn a_token_that_expires_mid_session_is_renewed_and_the_link_keeps_followin
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(link_state(&workstation).as_deref(), Some("following"));
 
-    let ehr = sign_in(&site, "ehr").await;
-    let pacs = sign_in(&workstation, "pacs").await;
+    // The workstation's change is posted with a fresh token (an expired one would be 401).
+    crosses_both_ways(&site, &workstation, "p5", "p6").await;
+}
+
+/// A site's change reaches an app on the workstation (under its id), and the app's change
+/// reaches the site; returns the app's client.
+async fn crosses_both_ways(
+    site: &Daemon,
+    workstation: &Daemon,
+    theirs: &str,
+    ours: &str,
+) -> HubClient {
+    let ehr = sign_in(site, "ehr").await;
+    let pacs = sign_in(workstation, "pacs").await;
     let mut pacs_feed = pacs.subscribe("Patient-open", None).await.unwrap();
     let from_site = ehr
-        .publish("Patient-open", patient("p5"), None)
+        .publish("Patient-open", patient(theirs), None)
         .await
         .unwrap();
     assert_eq!(next_event(&mut pacs_feed).await["id"], from_site.as_str());
-    // The workstation's change is posted with a fresh token (an expired one would be 401).
-    pacs.publish("Patient-open", patient("p6"), None)
+    pacs.publish("Patient-open", patient(ours), None)
         .await
         .unwrap();
     let site_now = ehr.current_context().await.unwrap();
-    assert_eq!(site_now["context"][0]["resource"]["id"], "p6");
+    assert_eq!(site_now["context"][0]["resource"]["id"], ours);
+    pacs
 }
 
 /// SyncErrors seen on `feed` over a few seconds: (subscriber name, event id) of each.
@@ -534,19 +546,7 @@ client_id = "reading-room"
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Signed in to 127.0.0.1"), "{page}");
     wait_for_link(&workstation, "following").await;
-    let ehr = sign_in(&site, "ehr").await;
-    let pacs = sign_in(&workstation, "pacs").await;
-    let mut pacs_feed = pacs.subscribe("Patient-open", None).await.unwrap();
-    let from_site = ehr
-        .publish("Patient-open", patient("p8"), None)
-        .await
-        .unwrap();
-    assert_eq!(next_event(&mut pacs_feed).await["id"], from_site.as_str());
-    pacs.publish("Patient-open", patient("p9"), None)
-        .await
-        .unwrap();
-    let site_now = ehr.current_context().await.unwrap();
-    assert_eq!(site_now["context"][0]["resource"]["id"], "p9");
+    let pacs = crosses_both_ways(&site, &workstation, "p8", "p9").await;
 
     // Signing out ends the link: changes here are refused again, saying why.
     let out = workstation.beside(&["logout"]);

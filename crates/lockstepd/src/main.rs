@@ -235,8 +235,9 @@ fn main() -> std::process::ExitCode {
 
 async fn execute(command: Command, config: Config, sources: ConfigSources) -> anyhow::Result<()> {
     match command {
+        // Dispatched in `main` before any configuration is read; never here.
         Command::Conformance(_) | Command::Doctor { .. } => {
-            unreachable!("run before the configuration is read")
+            anyhow::bail!("this verb runs before the configuration is read")
         }
         Command::Run => lockstep_agent::run_until_signal_reloading(config, Some(sources)).await,
         Command::Login { hub, no_browser } => {

@@ -68,6 +68,20 @@ pub struct TokenGrant {
 }
 
 impl TokenGrant {
+    /// The agent's own grant for one change it makes itself (a reopen from history, what the
+    /// OS session says): client `lockstep`, named as `client_name` in history, allowed to
+    /// write `event` alone, for a minute.
+    pub fn agent(client_name: String, topic: Arc<str>, event: &str) -> Self {
+        TokenGrant {
+            client_id: "lockstep".into(),
+            client_name,
+            topic,
+            scopes: ScopeSet::parse(&format!("fhircast/{event}.write")).unwrap_or_default(),
+            expires_at: Instant::now() + Duration::from_secs(60),
+            acknowledges: true,
+        }
+    }
+
     pub fn remaining(&self) -> Duration {
         self.expires_at.saturating_duration_since(Instant::now())
     }
@@ -186,6 +200,15 @@ impl Authority {
 
     pub fn clients(&self) -> Vec<ClientRegistration> {
         self.clients.read().clone()
+    }
+
+    /// The registration of `client_id`, if it is registered (no secret involved).
+    pub fn client(&self, client_id: &str) -> Option<ClientRegistration> {
+        self.clients
+            .read()
+            .iter()
+            .find(|c| c.client_id == client_id)
+            .cloned()
     }
 
     /// Replaces the registered clients. Tokens of a client that is gone, or whose secret or

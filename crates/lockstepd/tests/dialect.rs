@@ -92,18 +92,7 @@ async fn nothing_more(feed: &mut Subscription, who: &str) {
 }
 
 fn link_following(workstation: &Daemon) -> bool {
-    let file = workstation.home().join("run/org.lockstep.agent/links.json");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|links| {
-            links["links"]
-                .as_array()?
-                .iter()
-                .find(|l| l["kind"] == "upstream")
-                .map(|l| l["state"] == "following")
-        })
-        .unwrap_or(false)
+    workstation.upstream_link_state().as_deref() == Some("following")
 }
 
 async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {

@@ -74,28 +74,16 @@ fn patient_resource(id: &str) -> Value {
     })
 }
 
-/// The upstream link's state as the workstation publishes it (`links.json`).
-fn link_state(workstation: &Daemon) -> Option<String> {
-    let file = workstation.home().join("run/org.lockstep.agent/links.json");
-    let links: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
-    links["links"]
-        .as_array()?
-        .iter()
-        .find(|l| l["kind"] == "upstream")
-        .and_then(|l| l["state"].as_str())
-        .map(str::to_owned)
-}
-
 async fn wait_for_link(workstation: &Daemon, state: &str) {
     for _ in 0..400 {
-        if link_state(workstation).as_deref() == Some(state) {
+        if workstation.upstream_link_state().as_deref() == Some(state) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
         "the upstream link never became {state} (it is {:?})",
-        link_state(workstation)
+        workstation.upstream_link_state()
     );
 }
 
@@ -289,7 +277,10 @@ async fn a_token_that_expires_mid_session_is_renewed_and_the_link_keeps_followin
     let workstation = Daemon::start_with_text(&workstation_config(&site, "refuse"));
     wait_for_link(&workstation, "following").await;
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(link_state(&workstation).as_deref(), Some("following"));
+    assert_eq!(
+        workstation.upstream_link_state().as_deref(),
+        Some("following")
+    );
 
     // The workstation's change is posted with a fresh token (an expired one would be 401).
     crosses_both_ways(&site, &workstation, "p5", "p6").await;

@@ -19,13 +19,13 @@ pub use routes::query_from_params;
 pub(crate) use routes::require;
 
 use crate::config::{Config, WhenUnwritable};
-use lockstep_fhircast::{ContextChange, EventKind, EventSpec, ScopeSet};
+use lockstep_fhircast::{ContextChange, EventKind, EventSpec};
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::{Engine, TokenGrant};
 use lockstep_store::{AuditRecord, Store, StoreError, StoreWriter};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The store's types the shells use, from the agent (their one door).
 pub use lockstep_store::{
@@ -157,14 +157,11 @@ impl History {
         event.remove("context.priorVersionId");
         let change = ContextChange::parse(frame.to_string().as_bytes())
             .map_err(|e| ReopenError::Invalid(e.to_string()))?;
-        let grant = TokenGrant {
-            client_id: "lockstep".into(),
-            client_name: format!("Lockstep history (reopened by {by})"),
-            topic: self.topic.clone(),
-            scopes: ScopeSet::parse(&format!("fhircast/{}.write", spec.name)).unwrap_or_default(),
-            expires_at: Instant::now() + Duration::from_secs(60),
-            acknowledges: true,
-        };
+        let grant = TokenGrant::agent(
+            format!("Lockstep history (reopened by {by})"),
+            self.topic.clone(),
+            spec.name,
+        );
         // Through the gate like any requested change (the site's hub may decide it); this is
         // a blocking thread, so it may wait here.
         tokio::runtime::Handle::current()

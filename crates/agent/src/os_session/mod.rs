@@ -11,12 +11,11 @@ pub mod windows;
 #[cfg(target_os = "linux")]
 pub use linux::{DbusWatcher, session_object_path};
 
-use lockstep_fhircast::{ContextChange, ScopeSet};
+use lockstep_fhircast::ContextChange;
 use lockstep_hub::clock::now_iso;
 use lockstep_hub::{Engine, TokenGrant};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// The code system of a logout's or hibernation's reason (the FHIRcast IG's canonical).
@@ -92,14 +91,11 @@ impl Follower {
                 "context": [{ "key": "parameters", "resource": parameters }],
             },
         });
-        let grant = TokenGrant {
-            client_id: "lockstep".into(),
-            client_name: "Lockstep (the OS session)".into(),
-            topic: self.topic.clone(),
-            scopes: ScopeSet::parse(&format!("fhircast/{event}.write")).unwrap_or_default(),
-            expires_at: Instant::now() + Duration::from_secs(60),
-            acknowledges: true,
-        };
+        let grant = TokenGrant::agent(
+            "Lockstep (the OS session)".into(),
+            self.topic.clone(),
+            event,
+        );
         let published = ContextChange::parse(frame.to_string().as_bytes())
             .map_err(|e| e.to_string())
             .and_then(|change| {

@@ -133,15 +133,20 @@ fn entry<'a>(context: &'a [Value], key: &str) -> Option<&'a Value> {
         .find(|e| e.get("key").and_then(Value::as_str) == Some(key))
 }
 
-/// The anchor open here now (its resource type and id), if any.
-pub(crate) fn local_anchor(engine: &Engine, topic: &str) -> Option<(String, String)> {
+/// What is open here now, read as the site's answer is, to compare the two.
+fn here(engine: &Engine, topic: &str) -> Option<SiteContext> {
     let current = engine.current_context_of(topic)?;
-    let here = SiteContext {
+    Some(SiteContext {
         context_type: current.context_type.to_owned(),
         context: serde_json::from_str(&current.context).unwrap_or_default(),
         version_id: None,
         content: Vec::new(),
-    };
+    })
+}
+
+/// The anchor open here now (its resource type and id), if any.
+pub(crate) fn local_anchor(engine: &Engine, topic: &str) -> Option<(String, String)> {
+    let here = here(engine, topic)?;
     let id = here.anchor_id()?.to_owned();
     Some((here.context_type, id))
 }
@@ -163,14 +168,8 @@ pub(super) async fn resync(
     let answer: Value = serde_json::from_str(&body)
         .map_err(|e| LinkError::Protocol(format!("Get Current Context is not JSON: {e}")))?;
     let site = SiteContext::read(&answer)?;
-    let local = match engine.current_context_of(local_topic) {
-        Some(current) => SiteContext {
-            context_type: current.context_type.to_owned(),
-            context: serde_json::from_str(&current.context).unwrap_or_default(),
-            version_id: None,
-            content: Vec::new(),
-        },
-        None => return Ok(()),
+    let Some(local) = here(engine, local_topic) else {
+        return Ok(());
     };
     let step = match (site.open_event(), local.open_event()) {
         (Some(open), _)

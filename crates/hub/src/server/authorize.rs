@@ -16,13 +16,7 @@ pub(super) async fn authorize(
         Err(why) => return text(StatusCode::BAD_REQUEST, why),
     };
     let get = |key: &str| params.get(key).cloned();
-    let Some(client) = get("client_id").and_then(|id| {
-        state
-            .authority
-            .clients()
-            .into_iter()
-            .find(|c| c.client_id == id)
-    }) else {
+    let Some(client) = get("client_id").and_then(|id| state.authority.client(&id)) else {
         return text(StatusCode::BAD_REQUEST, "unknown client_id");
     };
     let Some(redirect_uri) =

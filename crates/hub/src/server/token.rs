@@ -185,9 +185,8 @@ fn authenticated_client(
             *claimed = Some(client_id.clone());
             let public = state
                 .authority
-                .clients()
-                .into_iter()
-                .find(|c| c.client_id == client_id && c.is_public() && public_allowed);
+                .client(&client_id)
+                .filter(|c| c.is_public() && public_allowed);
             let Some(client) = public else {
                 state
                     .limits

@@ -125,6 +125,19 @@ impl Daemon {
         panic!("lockstepd never logged {text:?}");
     }
 
+    /// The state of its enterprise link as it published it (`links.json`), if it has one.
+    pub fn upstream_link_state(&self) -> Option<String> {
+        let file = self.home().join("run/org.lockstep.agent/links.json");
+        let links: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+        links["links"]
+            .as_array()?
+            .iter()
+            .find(|l| l["kind"] == "upstream")
+            .and_then(|l| l["state"].as_str())
+            .map(str::to_owned)
+    }
+
     /// What it has logged so far, for a failing assertion's message.
     pub fn logged(&self) -> String {
         self.log.lock().unwrap().join("\n")

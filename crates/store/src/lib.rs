@@ -10,6 +10,7 @@ mod clock;
 pub mod csv;
 mod error;
 mod history;
+mod journal;
 mod problem;
 mod retention;
 mod schema;
@@ -82,6 +83,8 @@ pub struct Store {
     path: PathBuf,
     options: StoreOptions,
     reader: Mutex<Connection>,
+    /// The writer this store started, whose queued history a read commits first.
+    writer: Mutex<writer::WriterLink>,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,12 +107,18 @@ impl Store {
         let mut conn = schema::connect(&path)?;
         schema::check_integrity(&conn, &path)?;
         schema::migrate(&mut conn, &path)?;
+        // Answered changes a killed writer left outside the database come in first; while a
+        // writer runs they are its own. A failure leaves them for the next writer.
+        if let Err(e) = journal::recover(&path, &mut conn) {
+            tracing::warn!(error = %e, "history: the answered changes left pending stay pending");
+        }
         // This connection only ever reads; make a slip fail loudly instead of racing the writer.
         conn.pragma_update(None, "query_only", true)?;
         Ok(Store {
             path,
             options,
             reader: Mutex::new(conn),
+            writer: Mutex::default(),
         })
     }
 
@@ -119,9 +128,25 @@ impl Store {
 
     /// Starts the writer thread (one per process is the intent; each has its own queue).
     pub fn writer(&self) -> Result<StoreWriter, StoreError> {
-        let conn = schema::connect(&self.path)?;
+        let mut conn = schema::connect(&self.path)?;
+        // Without its pending file (another writer holds it, or it cannot be written) the
+        // writer still works: an answered change then waits for its commit instead.
+        let journal = match journal::Journal::open(&self.path, &mut conn) {
+            Ok(Some(journal)) => Some(journal),
+            Ok(None) => {
+                tracing::warn!(
+                    "another writer holds {}; answered changes wait for the database",
+                    journal::path_of(&self.path).display()
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "history: no pending file; answered changes wait for the database");
+                None
+            }
+        };
         let o = &self.options;
-        StoreWriter::start(
+        let writer = StoreWriter::start(
             conn,
             writer::Config {
                 capacity: o.queue_capacity,
@@ -131,17 +156,30 @@ impl Store {
                     max_bytes: o.max_bytes,
                 },
                 prune_interval: o.prune_interval,
+                journal,
             },
-        )
+        )?;
+        *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = writer.link();
+        Ok(writer)
+    }
+
+    /// Commits the history the writer holds queued (see [`writer::WriterLink`]).
+    fn settle_history(&self) {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .settle_history();
     }
 
     /// History entries matching `query`, newest first.
     pub fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.settle_history();
         Ok(history::query(&self.reader(), query)?)
     }
 
     /// One history entry by row id (to reopen it).
     pub fn history_entry(&self, id: i64) -> Result<Option<HistoryEntry>, StoreError> {
+        self.settle_history();
         Ok(history::get(&self.reader(), id)?)
     }
 
@@ -168,6 +206,7 @@ impl Store {
     }
 
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.settle_history();
         let conn = self.reader();
         let count = |table: &str| -> rusqlite::Result<u64> {
             conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {

@@ -358,18 +358,18 @@ impl Manager {
                 format!("{} has suspended its participation", instigator.application),
             ));
         }
-        if let Some(open) = &self.transaction {
-            if now.duration_since(open.started) < self.survey_timeout {
-                let by = self
-                    .participants
-                    .get(&open.instigator)
-                    .map_or("another application", |p| p.app_name());
-                return Err(CcowError::new(
-                    Exception::TransactionInProgress,
-                    format!("{by} is changing the context"),
-                ));
-            }
-            // Its instigator went quiet: it does not hold the session any longer.
+        // A transaction whose instigator went quiet does not hold the session any longer.
+        if let Some(open) = &self.transaction
+            && now.duration_since(open.started) < self.survey_timeout
+        {
+            let by = self
+                .participants
+                .get(&open.instigator)
+                .map_or("another application", |p| p.app_name());
+            return Err(CcowError::new(
+                Exception::TransactionInProgress,
+                format!("{by} is changing the context"),
+            ));
         }
         let coupon = self.coupon();
         self.transaction = Some(Transaction {

@@ -78,7 +78,26 @@ impl Committer {
         take: Take,
         attempt: Attempt,
     ) -> Committed {
-        let (mut history, mut audit, flushes) = take.take_from(&mut shared.queue());
+        // Taken under the pending file's lock: a flush that holds it next knows whether
+        // history records outside the file are on their way to the database (and then waits
+        // for this commit instead of writing the file).
+        let Some(journal) = &shared.journal else {
+            let taken = take.take_from(&mut shared.queue());
+            return self.commit_taken(shared, taken, attempt);
+        };
+        let taken = {
+            let mut file = journal.lock();
+            let taken = take.take_from(&mut shared.queue());
+            file.unfiled_in_flight = taken.3 < taken.0.len();
+            taken
+        };
+        let committed = self.commit_taken(shared, taken, attempt);
+        journal.lock().unfiled_in_flight = false;
+        committed
+    }
+
+    fn commit_taken(&mut self, shared: &Shared, taken: Taken, attempt: Attempt) -> Committed {
+        let (mut history, mut audit, flushes, mut journaled) = taken;
         // Also with nothing queued, so that an earlier failure is reported: while the store
         // cannot write, that report is the write that finds out whether it can again.
         while !history.is_empty()
@@ -90,40 +109,12 @@ impl Committer {
             let a = audit.len().min(BATCH_MAX - h);
             if let Err(kept) = self.commit(shared, &history[..h], &audit[..a], attempt) {
                 // Nothing of this batch was written: back to the front of the queue, in order.
-                let mut queue = shared.queue();
-                history.append(&mut queue.history);
-                audit.append(&mut queue.audit);
-                queue.history = history;
-                queue.audit = audit;
-                queue.since.get_or_insert_with(Instant::now);
-                return match kept {
-                    Kept::Busy => {
-                        queue.flushes.extend(flushes);
-                        drop(queue);
-                        shared.wake.notify_one();
-                        Committed::GivenBack
-                    }
-                    Kept::Unwritable(problem) => {
-                        let wake = attempt == Attempt::Once && queue.retry_at.is_none();
-                        if attempt == Attempt::Patiently {
-                            queue.retry_at = Some(Instant::now() + self.backoff);
-                            self.backoff = (self.backoff * 2).min(RETRY_AT_MOST);
-                        }
-                        // Every flush waiting is answered now, also those a batch did not
-                        // take: none can be met until the store writes again.
-                        let waiting = std::mem::take(&mut queue.flushes);
-                        drop(queue);
-                        for waiter in flushes.into_iter().chain(waiting) {
-                            waiter.send(Err(Unflushed::Unwritable(problem)));
-                        }
-                        if wake {
-                            // The thread takes over the retrying.
-                            shared.wake.notify_one();
-                        }
-                        Committed::Kept(problem)
-                    }
-                };
+                return self.give_back(shared, history, audit, flushes, journaled, kept, attempt);
             }
+            if let Some(journal) = &shared.journal {
+                journal.lock().committed(h.min(journaled));
+            }
+            journaled = journaled.saturating_sub(h);
             history.drain(..h);
             audit.drain(..a);
             if history.is_empty() && audit.is_empty() {
@@ -139,6 +130,65 @@ impl Committer {
             }
         }
         Committed::Done
+    }
+
+    /// Puts records a commit could not write back at the front of the queue, in order, and
+    /// answers or hands on the flushes taken with them.
+    #[allow(clippy::too_many_arguments)]
+    fn give_back(
+        &mut self,
+        shared: &Shared,
+        mut history: Vec<HistoryRecord>,
+        mut audit: Vec<AuditRecord>,
+        flushes: Vec<FlushReply>,
+        journaled: usize,
+        kept: Kept,
+        attempt: Attempt,
+    ) -> Committed {
+        let mut queue = shared.queue();
+        history.append(&mut queue.history);
+        audit.append(&mut queue.audit);
+        queue.history = history;
+        queue.audit = audit;
+        // The file's records lead: those given back that are in it come first, and either all
+        // of them are and the queue's own count follows, or the queue had none in the file.
+        queue.journaled += journaled;
+        queue.since.get_or_insert_with(Instant::now);
+        match kept {
+            Kept::Busy => {
+                queue.flushes.extend(flushes);
+                drop(queue);
+                shared.wake.notify_one();
+                Committed::GivenBack
+            }
+            Kept::Unwritable(problem) => {
+                let wake = attempt == Attempt::Once && queue.retry_at.is_none();
+                if attempt == Attempt::Patiently {
+                    queue.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(RETRY_AT_MOST);
+                }
+                // Every flush waiting is answered now, also those a batch did not take: none
+                // can be met until the store writes again.
+                let waiting = std::mem::take(&mut queue.flushes);
+                drop(queue);
+                for waiter in flushes.into_iter().chain(waiting) {
+                    waiter.send(Err(Unflushed::Unwritable(problem)));
+                }
+                if wake {
+                    // The thread takes over the retrying.
+                    shared.wake.notify_one();
+                }
+                Committed::Kept(problem)
+            }
+        }
+    }
+
+    /// The store cannot write because of `problem`: an episode begins, or goes on.
+    fn note_unwritable(&mut self, shared: &Shared, problem: WriteProblem) {
+        self.unwritable
+            .get_or_insert_with(|| Unwritable::since_now(problem))
+            .problem = problem;
+        shared.set_problem(Some(problem));
     }
 
     /// What the next flush reports: whether records were lost since the last report.
@@ -193,10 +243,7 @@ impl Committer {
             }
             if let Some(problem) = WriteProblem::of(e) {
                 tracing::debug!(error = %e, records = count, "store commit failed; kept for later");
-                self.unwritable
-                    .get_or_insert_with(|| Unwritable::since_now(problem))
-                    .problem = problem;
-                shared.set_problem(Some(problem));
+                self.note_unwritable(shared, problem);
                 return Err(Kept::Unwritable(problem));
             }
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");

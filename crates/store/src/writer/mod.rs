@@ -21,8 +21,10 @@
 //! database refuses for itself (a constraint) is counted as lost and reported.
 //!
 //! Durability comes in two steps. A commit hands the records to the operating system, which
-//! keeps them through a crash or kill of Lockstep; this is what a flush waits for, and what an
-//! answered context change promises. The WAL then reaches the disk, and so survives a power
+//! keeps them through a crash or kill of Lockstep; this is what a flush waits for. What an
+//! answered context change promises, the same, is met sooner: [`StoreWriter::flush_history`]
+//! appends its row to the pending file beside the database (`crate::journal`), one write, and
+//! the thread commits it with the rest within [`LINGER`]. The WAL then reaches the disk, and so survives a power
 //! cut, within [`SYNC_WITHIN`] of the commit, synced by the thread while no one waits for it:
 //! an fsync in front of every answer would cap the hub at the disk's sync rate (see
 //! `docs/performance.md`).
@@ -37,6 +39,7 @@ pub use stats::WriterStats;
 use crate::audit::{self, AuditKind, AuditRecord};
 use crate::error::StoreError;
 use crate::history::{self, HistoryRecord};
+use crate::journal::Journal;
 use crate::problem::WriteProblem;
 use crate::retention::{self, Policy, PruneReport};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
@@ -122,6 +125,11 @@ struct Shared {
     wake: Condvar,
     /// The connection and what belongs to it; held by whoever commits.
     connection: parking_lot::Mutex<Committer>,
+    /// The pending file, where an answered change's row goes first; `None` without one.
+    /// Locked after the connection and before the queue, by whoever takes history records
+    /// from the queue or writes them to the file, so that whoever holds it knows every
+    /// history record out of the queue is in the file or committed.
+    journal: Option<parking_lot::Mutex<Journal>>,
     capacity: usize,
     /// The queue length at which the thread is woken to commit at once.
     wake_at: usize,
@@ -169,10 +177,11 @@ pub(crate) struct Config {
     pub capacity: usize,
     pub policy: Policy,
     pub prune_interval: Duration,
+    pub journal: Option<Journal>,
 }
 
 impl StoreWriter {
-    pub(crate) fn start(conn: Connection, config: Config) -> Result<StoreWriter, StoreError> {
+    pub(crate) fn start(conn: Connection, mut config: Config) -> Result<StoreWriter, StoreError> {
         // Checkpoints are the thread's, on a connection of its own (see `Disk`): SQLite would
         // otherwise run one inside whichever commit crosses a thousand WAL pages, a flush
         // included, and hold the connection through it.
@@ -197,6 +206,7 @@ impl StoreWriter {
                 backoff: RETRY_FIRST,
                 unwritable: None,
             }),
+            journal: config.journal.take().map(parking_lot::Mutex::new),
             capacity: config.capacity.max(1),
             wake_at: (config.capacity / 4).max(1),
             handles: AtomicU64::new(1),
@@ -290,7 +300,7 @@ impl StoreWriter {
         let shared = &self.shared;
         let before = shared.counters.refused();
         // First, then every thousandth: visible without flooding the log during shutdown.
-        if before % 1000 == 0 {
+        if before.is_multiple_of(1000) {
             tracing::error!(
                 refused = before + 1,
                 "store writer has stopped; records offered to it are dropped"
@@ -317,7 +327,7 @@ impl StoreWriter {
     /// soon is) and the queue short (a few hundred microseconds of work); otherwise waits for
     /// the writer's thread without blocking the executor.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        match self.flush_here(Take::All) {
+        match Self::flush_here(&self.shared, Take::All) {
             Some(outcome) => outcome,
             None => self.flush_by_thread().await,
         }
@@ -326,37 +336,93 @@ impl StoreWriter {
     /// Hands a flush to the writer's thread and waits for its answer.
     async fn flush_by_thread(&self) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.ask(|queue| queue.flushes.push(Reply::Async(reply)))?;
+        Self::ask(&self.shared, |queue| {
+            queue.flushes.push(Reply::Async(reply))
+        })?;
         flush_outcome(answer.await.map_err(|_| StoreError::WriterStopped)?)
     }
 
     /// [`StoreWriter::flush`] for synchronous code (tests, shutdown paths, CLI verbs).
     /// Blocks the calling thread: not for use on an async executor.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        if let Some(outcome) = self.flush_here(Take::All) {
+        Self::flush_blocking_on(&self.shared, Take::All)
+    }
+
+    fn flush_blocking_on(shared: &Shared, take: Take) -> Result<(), StoreError> {
+        if let Some(outcome) = Self::flush_here(shared, take) {
             return outcome;
         }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.ask(|queue| queue.flushes.push(Reply::Blocking(reply)))?;
+        Self::ask(shared, |queue| queue.flushes.push(Reply::Blocking(reply)))?;
         flush_outcome(answer.recv().map_err(|_| StoreError::WriterStopped)?)
     }
 
-    /// Waits until every history record queued before this call is committed, as
-    /// [`StoreWriter::flush`] does for every record; audit records queued before it are
-    /// committed by the thread within [`LINGER`]. This is what an answered context change
-    /// waits for.
+    /// A tie from the store's reader to this writer (see [`WriterLink`]).
+    pub(crate) fn link(&self) -> WriterLink {
+        WriterLink(Arc::downgrade(&self.shared))
+    }
+
+    /// Waits until every history record queued before this call is safe from a crash or kill
+    /// of this process: appended to the pending file (one write; the thread commits them
+    /// within [`LINGER`]), or without one committed, as [`StoreWriter::flush`] does. Audit
+    /// records queued before it are committed by the thread within [`LINGER`]. This is what
+    /// an answered context change waits for.
     pub async fn flush_history(&self) -> Result<(), StoreError> {
-        match self.flush_here(Take::History) {
+        if let Some(journal) = &self.shared.journal
+            && let Some(filed) = self.to_journal(journal)
+        {
+            return filed;
+        }
+        match Self::flush_here(&self.shared, Take::History) {
             Some(outcome) => outcome,
             None => self.flush_by_thread().await,
         }
     }
 
+    /// Appends the history records not yet in the pending file to it. `None` while a commit
+    /// of history records outside the file is under way: the flush must wait for it.
+    fn to_journal(&self, journal: &parking_lot::Mutex<Journal>) -> Option<Result<(), StoreError>> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Some(Err(StoreError::WriterStopped));
+        }
+        // While the store cannot write, no change is answered as recorded, file or not: the
+        // site is told at once, and the records wait in the queue as they would without it.
+        if let Some(problem) = self.problem() {
+            return Some(Err(StoreError::Unwritable(problem)));
+        }
+        let mut journal = journal.lock();
+        if journal.unfiled_in_flight {
+            return None;
+        }
+        // Encoded under the queue's lock, written outside it: recording never waits for the
+        // write. Only holders of the file's lock move `journaled` or take history records.
+        let upto = {
+            let queue = shared.queue();
+            if let Err(problem) = journal.encode(&queue.history[queue.journaled..]) {
+                return Some(Err(StoreError::Unwritable(problem)));
+            }
+            queue.history.len()
+        };
+        Some(match journal.write_encoded() {
+            Ok(()) => {
+                shared.queue().journaled = upto;
+                Ok(())
+            }
+            Err(problem) => {
+                // The thread meets the same problem at its next commit, and keeps the account
+                // of it (the tray, the audit trail); it is woken for that now.
+                shared.queue().prompt = true;
+                shared.wake.notify_one();
+                Err(StoreError::Unwritable(problem))
+            }
+        })
+    }
+
     /// Commits `take` in the calling thread if the connection is free within [`INLINE_WAIT`],
     /// the queue short and the database not locked by another process; `None` leaves the
     /// flush to the thread.
-    fn flush_here(&self, take: Take) -> Option<Result<(), StoreError>> {
-        let shared = &self.shared;
+    fn flush_here(shared: &Shared, take: Take) -> Option<Result<(), StoreError>> {
         if shared.closed.load(Ordering::Acquire) {
             return Some(Err(StoreError::WriterStopped));
         }
@@ -383,19 +449,21 @@ impl StoreWriter {
     /// `StoreOptions::prune_interval`.
     pub fn prune_now(&self) -> Result<PruneReport, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.ask(|queue| queue.prunes.push(Reply::Blocking(reply)))?;
+        Self::ask(&self.shared, |queue| {
+            queue.prunes.push(Reply::Blocking(reply))
+        })?;
         answer.recv().map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Hands the thread a request and wakes it.
-    fn ask(&self, request: impl FnOnce(&mut Queue)) -> Result<(), StoreError> {
-        let mut queue = self.shared.queue();
-        if queue.shutdown || self.shared.closed.load(Ordering::Acquire) {
+    fn ask(shared: &Shared, request: impl FnOnce(&mut Queue)) -> Result<(), StoreError> {
+        let mut queue = shared.queue();
+        if queue.shutdown || shared.closed.load(Ordering::Acquire) {
             return Err(StoreError::WriterStopped);
         }
         request(&mut queue);
         drop(queue);
-        self.shared.wake.notify_one();
+        shared.wake.notify_one();
         Ok(())
     }
 
@@ -425,6 +493,26 @@ impl StoreWriter {
 
     pub fn stats(&self) -> WriterStats {
         self.shared.counters.snapshot()
+    }
+}
+
+/// A reader's tie to the writer of the same store, in the same process: an answered change
+/// may be in the pending file only, and a read first commits what is queued, so that it sees
+/// every change answered before it.
+#[derive(Default)]
+pub(crate) struct WriterLink(std::sync::Weak<Shared>);
+
+impl WriterLink {
+    /// Commits the history records queued, if this store's writer runs and has a pending
+    /// file; blocking. A failure is the writer's to report: the read goes on without them.
+    pub(crate) fn settle_history(&self) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        if shared.journal.is_none() || shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = StoreWriter::flush_blocking_on(&shared, Take::History);
     }
 }
 

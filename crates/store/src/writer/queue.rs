@@ -37,6 +37,8 @@ pub(super) type FlushReply = Reply<Result<(), Unflushed>>;
 #[derive(Default)]
 pub(super) struct Queue {
     pub(super) history: Vec<HistoryRecord>,
+    /// How many of `history`, from the front, are in the pending file already.
+    pub(super) journaled: usize,
     pub(super) audit: Vec<AuditRecord>,
     /// When the oldest record no one has committed yet was queued.
     pub(super) since: Option<Instant>,
@@ -80,7 +82,9 @@ pub(super) enum Take {
     Batch,
 }
 
-pub(super) type Taken = (Vec<HistoryRecord>, Vec<AuditRecord>, Vec<FlushReply>);
+/// What a commit took: history records, audit records, the flushes answered with them, and
+/// how many of the history records, from the front, are in the pending file.
+pub(super) type Taken = (Vec<HistoryRecord>, Vec<AuditRecord>, Vec<FlushReply>, usize);
 
 impl Take {
     pub(super) fn take_from(self, queue: &mut Queue) -> Taken {
@@ -91,6 +95,8 @@ impl Take {
                 queue.history.drain(..n).collect()
             }
         };
+        let journaled = queue.journaled.min(history.len());
+        queue.journaled -= journaled;
         let audit = match self {
             Take::All => std::mem::take(&mut queue.audit),
             Take::History => Vec::new(),
@@ -110,6 +116,6 @@ impl Take {
             Take::Batch if emptied => std::mem::take(&mut queue.flushes),
             _ => Vec::new(),
         };
-        (history, audit, flushes)
+        (history, audit, flushes, journaled)
     }
 }

@@ -54,9 +54,15 @@ impl Disk {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map(|m| m.len());
+        // What is committed before the sync is on the disk after it: those lines of the
+        // pending file have served.
+        let served = shared.journal.as_ref().map(|j| j.lock().committed_bytes());
         match self.wal.as_ref().map(std::fs::File::sync_data) {
             Some(Ok(())) => {
                 shared.counters.synced();
+                if let (Some(journal), Some(served)) = (&shared.journal, served) {
+                    journal.lock().cut(served);
+                }
             }
             Some(Err(error)) => {
                 // The commits stay safe from a crash of Lockstep; the checkpoint syncs them.
@@ -206,6 +212,7 @@ impl Worker {
             let mut queue = self.shared.queue();
             lost = (queue.len()) as u64;
             queue.history.clear();
+            queue.journaled = 0;
             queue.audit.clear();
             tracing::error!(
                 records = lost,
@@ -221,6 +228,7 @@ impl Worker {
         self.shared
             .lost_unflushed
             .store(connection.lost_since_flush + lost, Ordering::Release);
+        self.disk.sync(&self.shared);
         // Folds the WAL back into the main file so a clean stop leaves one file behind.
         self.disk.checkpointer = None;
         let conn = &connection.conn;
@@ -228,6 +236,9 @@ impl Worker {
             .and_then(|()| retention::run_to_end(conn, "PRAGMA wal_checkpoint(TRUNCATE)"));
         if let Err(e) = tidy {
             tracing::warn!(error = %e, "store checkpoint on shutdown failed");
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal.lock().close();
         }
     }
 

@@ -51,7 +51,11 @@ pub fn event_json(i: usize) -> String {
         mrn = mrn(i),
         family = family(i),
         given = GIVEN[p % GIVEN.len()],
-        sex = if p % 2 == 0 { "female" } else { "male" },
+        sex = if p.is_multiple_of(2) {
+            "female"
+        } else {
+            "male"
+        },
         yy = 30 + p % 60,
         mm = 1 + p % 9,
         dd = p % 10,

@@ -88,7 +88,8 @@ pub struct Plan {
     pub fanout_subscribers: Vec<usize>,
     pub fanout_events: usize,
     pub warmup_events: usize,
-    pub throughput_subscribers: usize,
+    /// The fan-out sizes at which throughput is measured too.
+    pub throughput_subscribers: Vec<usize>,
     pub throughput_events: usize,
     /// Publishes allowed in flight (sent, not yet at every subscriber) while pipelining.
     pub throughput_window: usize,
@@ -109,7 +110,7 @@ impl Plan {
                 fanout_subscribers: vec![1, 10, 50, 200],
                 fanout_events: 100,
                 warmup_events: 10,
-                throughput_subscribers: 50,
+                throughput_subscribers: vec![1, 50],
                 throughput_events: 1_000,
                 throughput_window: 128,
                 scale_subscribers: 1_000,
@@ -126,7 +127,7 @@ impl Plan {
                 fanout_subscribers: vec![1, 10, 50, 200],
                 fanout_events: 1_000,
                 warmup_events: 100,
-                throughput_subscribers: 50,
+                throughput_subscribers: vec![1, 50],
                 throughput_events: 10_000,
                 throughput_window: 128,
                 scale_subscribers: 1_000,
@@ -208,8 +209,8 @@ impl<T> Each<T> {
 pub struct Run {
     /// (subscribers, latency) for each fan-out size.
     pub fanout: Vec<(usize, Each<Option<Latency>>)>,
-    /// Deliveries per second.
-    pub throughput: Each<Option<f64>>,
+    /// (subscribers, deliveries per second) for each throughput size.
+    pub throughput: Vec<(usize, Each<Option<f64>>)>,
     pub scale: Each<Option<Latency>>,
     pub topics: Each<Option<Latency>>,
     /// RSS of each server process after start-up, KiB.
@@ -361,14 +362,16 @@ async fn one_run(
                 show(each.map(|l| l.map(|l| l.p99_us)))
             );
             run.fanout.push((n, each));
-            if n == plan.throughput_subscribers && !plan.fanout_only {
+            if plan.throughput_subscribers.contains(&n) && !plan.fanout_only {
+                let mut rates = Each::<Option<f64>>::default();
                 for &system in &systems {
                     let fleet = fleets.get(system).as_ref().expect("started");
                     let (rate, delivery) = throughput(fleet, tracker, phases, plan).await?;
-                    *run.throughput.get_mut(system) = Some(rate);
+                    *rates.get_mut(system) = Some(rate);
                     run.delivery.get_mut(system).add(delivery);
                 }
-                eprintln!("  throughput N={n}: {} deliveries/s", show(run.throughput));
+                run.throughput.push((n, rates));
+                eprintln!("  throughput N={n}: {} deliveries/s", show(rates));
             }
         }
         let Each {

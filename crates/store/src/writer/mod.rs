@@ -141,6 +141,9 @@ struct Shared {
     counters: Counters,
     /// Lost records no flush has reported, as the thread left them.
     lost_unflushed: AtomicU64,
+    /// History records dropped on a full queue since a history flush last said so: the change
+    /// they record must not be answered as recorded.
+    history_dropped: AtomicU64,
     /// Why the store cannot write now; `None` while it can.
     problem: tokio::sync::watch::Sender<Option<WriteProblem>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -214,6 +217,7 @@ impl StoreWriter {
             overflow: Overflow::default(),
             counters: Counters::default(),
             lost_unflushed: AtomicU64::new(0),
+            history_dropped: AtomicU64::new(0),
             problem: tokio::sync::watch::channel(None).0,
             thread: Mutex::new(None),
         });
@@ -268,6 +272,9 @@ impl StoreWriter {
         if queue.len() >= shared.capacity {
             drop(queue);
             shared.counters.dropped();
+            if kind == RecordKind::History {
+                shared.history_dropped.fetch_add(1, Ordering::AcqRel);
+            }
             if shared.overflow.dropped(kind) {
                 tracing::error!(
                     "store queue is full; dropping records until the writer catches up \
@@ -366,8 +373,13 @@ impl StoreWriter {
     /// of this process: appended to the pending file (one write; the thread commits them
     /// within [`LINGER`]), or without one committed, as [`StoreWriter::flush`] does. Audit
     /// records queued before it are committed by the thread within [`LINGER`]. This is what
-    /// an answered context change waits for.
+    /// an answered context change waits for. Fails with [`StoreError::WriteFailed`] when a
+    /// history record was dropped on a full queue since the last such flush.
     pub async fn flush_history(&self) -> Result<(), StoreError> {
+        match self.shared.history_dropped.swap(0, Ordering::AcqRel) {
+            0 => {}
+            lost => return Err(StoreError::WriteFailed { lost }),
+        }
         if let Some(journal) = &self.shared.journal
             && let Some(filed) = self.to_journal(journal)
         {

@@ -299,6 +299,19 @@ fn footprint_of_the_idle_tray_and_of_each_window() {
         webkit_processes(pid).is_empty(),
         "an idle tray must not run a web view"
     );
+    // GTK's GL is off outside WebDriver: no GL driver in a tray that draws no GL.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("the tray's maps");
+    let drivers: Vec<&str> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| {
+            path.contains("_dri.so") || path.contains("libLLVM") || path.contains("libGLX_mesa")
+        })
+        .collect();
+    assert!(
+        drivers.is_empty(),
+        "the idle tray maps a GL driver: {drivers:?}"
+    );
     for (item, title) in [
         ("Show current context", CURRENT_TITLE),
         ("History…", "Lockstep — Context history"),

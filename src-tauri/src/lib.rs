@@ -3,6 +3,8 @@
 
 mod autostart;
 mod commands;
+#[cfg(target_os = "linux")]
+pub mod gtk_gl;
 mod notify;
 mod present;
 mod tray;
@@ -93,6 +95,8 @@ fn run_tray(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result
     // launch must hand over to the first (which shows its window) and exit 0, not fail to
     // bind the first one's port.
     let app = build_app().context("starting the tray app")?;
+    #[cfg(target_os = "linux")]
+    gtk_gl::forget();
     let agent = runtime
         .block_on(Agent::start(config))
         .context("starting the agent")?;

@@ -9,6 +9,11 @@ use clap::Parser;
 use lockstep_app::Cli;
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is started.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        lockstep_app::gtk_gl::turn_off();
+    }
     let cli = Cli::parse();
     let config = match cli.load_config() {
         Ok(config) => config,

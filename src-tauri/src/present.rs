@@ -87,8 +87,9 @@ async fn follow_context(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify
 async fn follow_history(app: AppHandle, agent: AgentHandle, recorded: Arc<Notify>) {
     loop {
         recorded.notified().await;
-        // Told also when the change is not on record: the window shows what history holds.
-        let _ = agent.history().on_record().await;
+        // Told also when the change is not on record: the window shows what history holds
+        // (its read commits what is queued).
+        let _ = agent.history().writer().flush_history().await;
         if quitting() {
             return;
         }

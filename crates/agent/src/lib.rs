@@ -130,9 +130,9 @@ impl Agent {
             state.extension = state.extension.merge(upstream::routes(sign_in.clone()));
         }
         let recorder = history.clone();
-        state.on_record = Some(Arc::new(move || {
+        state.on_record = Some(Arc::new(move |event_id| {
             let recorder = recorder.clone();
-            Box::pin(async move { recorder.on_record().await })
+            Box::pin(async move { recorder.on_record(&event_id).await })
         }));
         let audit = audit::AuditTrail::new(history.writer().clone());
         state.on_token = Some({

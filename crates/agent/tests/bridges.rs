@@ -380,7 +380,7 @@ async fn the_ccow_example_lists_each_ccow_application_and_publishes_its_changes(
         frame["event"]["context"][0]["resource"]["identifier"][0]["value"],
         "MRN-1001"
     );
-    agent.history().on_record().await.unwrap();
+    agent.history().writer().flush().await.unwrap();
     let history = agent
         .history()
         .query(&lockstep_store::HistoryQuery::default())

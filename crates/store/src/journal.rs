@@ -11,8 +11,9 @@
 //!
 //! Whoever writes the store holds an exclusive lock on this file. Whoever opens the store and
 //! can take the lock (no writer is running: the last one stopped or was killed) first commits
-//! the lines the database lacks ([`recover`]). Lines are compared with the newest rows, so a
-//! line committed before the kill is not committed twice.
+//! the lines the database lacks ([`recover`]). Each line has a sequence number, and every
+//! commit of filed records moves the database's watermark (`pending_watermark`) to the last of
+//! them in the same transaction, so a line committed before the kill is not committed twice.
 //!
 //! One line per record: JSON, which escapes every newline inside the strings. A line cut short
 //! (a power cut, not a kill: a kill never interrupts a `write(2)` to a file) does not parse,
@@ -45,6 +46,7 @@ pub(crate) fn path_of(db: &Path) -> PathBuf {
 /// One record, as a line of the file.
 #[derive(Serialize, Deserialize)]
 struct Line<'a> {
+    seq: u64,
     at_ms: i64,
     topic: std::borrow::Cow<'a, str>,
     event: std::borrow::Cow<'a, str>,
@@ -55,8 +57,9 @@ struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn of(record: &'a HistoryRecord) -> Line<'a> {
+    fn of(seq: u64, record: &'a HistoryRecord) -> Line<'a> {
         Line {
+            seq,
             at_ms: clock::unix_millis(record.at),
             topic: record.topic.as_str().into(),
             event: record.event.as_str().into(),
@@ -91,12 +94,15 @@ pub(crate) struct Journal {
     len: u64,
     /// Bytes at the front of the file whose records are committed to the database.
     committed: u64,
-    /// The length of each line written and not yet committed, oldest first.
-    lines: VecDeque<u64>,
+    /// The length and sequence number of each line written and not yet committed, oldest
+    /// first.
+    lines: VecDeque<(u64, u64)>,
+    /// The sequence number of the next line.
+    next_seq: u64,
     /// Lines encoded and not yet written, reused so that a flush allocates nothing in the
     /// common case; and the length of each.
     scratch: Vec<u8>,
-    encoded: Vec<u64>,
+    encoded: Vec<(u64, u64)>,
     /// A commit is under way with history records that are not in this file: a flush must
     /// wait for it (it holds the connection) rather than answer from the file.
     pub(crate) unfiled_in_flight: bool,
@@ -114,13 +120,14 @@ impl Journal {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Error(e)) => return Err(e.into()),
         }
-        replay(conn, &mut file, &path)?;
+        let watermark = replay(conn, &mut file, &path)?;
         Ok(Some(Journal {
             file,
             path,
             len: 0,
             committed: 0,
             lines: VecDeque::new(),
+            next_seq: watermark + 1,
             scratch: Vec::new(),
             encoded: Vec::new(),
             unfiled_in_flight: false,
@@ -139,13 +146,14 @@ impl Journal {
     pub(crate) fn encode(&mut self, records: &[HistoryRecord]) -> Result<(), WriteProblem> {
         self.scratch.clear();
         self.encoded.clear();
-        for record in records {
+        for (seq, record) in (self.next_seq..).zip(records) {
             let start = self.scratch.len();
             // Strings and numbers only: serializing them into memory cannot fail.
-            serde_json::to_writer(&mut self.scratch, &Line::of(record))
+            serde_json::to_writer(&mut self.scratch, &Line::of(seq, record))
                 .map_err(|_| WriteProblem::Io)?;
             self.scratch.push(b'\n');
-            self.encoded.push((self.scratch.len() - start) as u64);
+            self.encoded
+                .push(((self.scratch.len() - start) as u64, seq));
         }
         Ok(())
     }
@@ -162,6 +170,7 @@ impl Journal {
             return Err(problem_of(&error));
         }
         self.len += self.scratch.len() as u64;
+        self.next_seq += self.encoded.len() as u64;
         self.lines.extend(self.encoded.drain(..));
         self.scratch.clear();
         if self.scratch.capacity() > 64 * 1024 {
@@ -170,11 +179,18 @@ impl Journal {
         Ok(())
     }
 
+    /// The sequence number of the `count`th oldest line not yet committed: the watermark a
+    /// commit of that many filed records moves the database to.
+    pub(crate) fn watermark_after(&self, count: usize) -> Option<u64> {
+        let last = count.checked_sub(1)?;
+        self.lines.get(last).map(|&(_, seq)| seq)
+    }
+
     /// The oldest `count` lines are committed to the database (or refused by it for good).
     pub(crate) fn committed(&mut self, count: usize) {
         for _ in 0..count {
             match self.lines.pop_front() {
-                Some(bytes) => self.committed += bytes,
+                Some((bytes, _)) => self.committed += bytes,
                 None => break,
             }
         }
@@ -255,7 +271,7 @@ pub(crate) fn recover(db: &Path, conn: &mut Connection) -> Result<(), StoreError
         }
     };
     match file.try_lock() {
-        Ok(()) => replay(conn, &mut file, &path),
+        Ok(()) => replay(conn, &mut file, &path).map(drop),
         // A writer is running: the lines are its own.
         Err(TryLockError::WouldBlock) => Ok(()),
         Err(TryLockError::Error(e)) => Err(e.into()),
@@ -263,20 +279,27 @@ pub(crate) fn recover(db: &Path, conn: &mut Connection) -> Result<(), StoreError
 }
 
 /// Commits the lines of a locked pending file that the database lacks, then empties it.
-fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<(), StoreError> {
+/// Returns the database's watermark afterwards.
+fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, StoreError> {
+    let watermark = watermark(conn)?;
     let mut text = Vec::new();
     std::io::Seek::seek(file, std::io::SeekFrom::Start(0))?;
     file.read_to_end(&mut text)?;
     if text.is_empty() {
-        return Ok(());
+        return Ok(watermark);
     }
-    let mut records = Vec::new();
+    let mut missing = Vec::new();
+    let mut last = watermark;
     for (n, line) in text.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
         match serde_json::from_slice::<Line>(line) {
-            Ok(line) => records.push(line.record()),
+            Ok(line) if line.seq <= watermark => {}
+            Ok(line) => {
+                last = last.max(line.seq);
+                missing.push(line.record());
+            }
             Err(e) => tracing::warn!(
                 line = n + 1,
                 error = %e,
@@ -285,17 +308,12 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<(), Sto
             ),
         }
     }
-    let done = already_committed(conn, &records)?;
-    let missing = &records[done..];
     if !missing.is_empty() {
         // This commit empties the file: it must reach the disk first.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for record in missing {
-            history::insert(&tx, record)?;
-        }
-        tx.commit()?;
+        let committed = commit_missing(conn, &missing, last);
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        committed?;
         tracing::warn!(
             records = missing.len(),
             "history: committed the answered changes an unclean stop left in {}",
@@ -303,29 +321,35 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<(), Sto
         );
     }
     file.set_len(0)?;
-    Ok(())
+    Ok(last)
 }
 
-/// How many of `records`, from the front, are the newest rows of history already: the lines
-/// are committed in order, so those committed before a kill end the table.
-fn already_committed(conn: &Connection, records: &[HistoryRecord]) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare("SELECT event_id, at_ms FROM history ORDER BY id DESC LIMIT ?1")?;
-    let mut newest: Vec<(String, i64)> = stmt
-        .query_map([records.len() as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    newest.reverse();
-    fn key(r: &HistoryRecord) -> (&str, i64) {
-        (r.event_id.as_str(), clock::unix_millis(r.at))
+fn commit_missing(
+    conn: &mut Connection,
+    missing: &[HistoryRecord],
+    watermark: u64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for record in missing {
+        history::insert(&tx, record)?;
     }
-    let done = (0..=records.len().min(newest.len()))
-        .rev()
-        .find(|&p| {
-            records[..p].iter().map(key).eq(newest[newest.len() - p..]
-                .iter()
-                .map(|(id, at)| (id.as_str(), *at)))
-        })
-        .unwrap_or(0);
-    Ok(done)
+    set_watermark(&tx, watermark)?;
+    tx.commit()
+}
+
+/// The last line whose record the database holds.
+fn watermark(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT seq FROM pending_watermark WHERE id = 1", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|seq| seq.max(0) as u64)
+}
+
+/// Moves the watermark to `seq`, in the transaction that commits the records up to it.
+pub(crate) fn set_watermark(tx: &rusqlite::Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE pending_watermark SET seq = ?1 WHERE id = 1")?
+        .execute([seq as i64])
+        .map(drop)
 }
 
 /// What keeps the file from being written.
@@ -391,22 +415,27 @@ mod tests {
             let mut journal = Journal::open(&db, &mut conn).unwrap().unwrap();
             journal.append(&records[..3]).unwrap();
             journal.append(&records[3..]).unwrap();
-            // The first two made it into the database before the kill.
+            // The first two made it into the database before the kill, with a record that
+            // was never filed after them; the watermark moved with them.
+            let watermark = journal.watermark_after(2).unwrap();
             let tx = conn.transaction().unwrap();
-            for r in &records[..2] {
+            for r in records[..2].iter().chain([&record(99)]) {
                 history::insert(&tx, r).unwrap();
             }
+            set_watermark(&tx, watermark).unwrap();
             tx.commit().unwrap();
             journal.committed(2);
             // Dropped without close: the lock goes with the process, the file stays.
         }
         recover(&db, &mut conn).unwrap();
-        assert_eq!(event_ids(&conn), ["e0", "e1", "e2", "e3", "e4"]);
+        assert_eq!(event_ids(&conn), ["e0", "e1", "e99", "e2", "e3", "e4"]);
         assert_eq!(std::fs::metadata(path_of(&db)).unwrap().len(), 0);
-        // Opening again adds nothing.
+        // Opening again adds nothing, and the next writer numbers its lines after these.
         recover(&db, &mut conn).unwrap();
-        assert_eq!(event_ids(&conn).len(), 5);
-        let entry = crate::history::get(&conn, 3).unwrap().unwrap();
+        assert_eq!(event_ids(&conn).len(), 6);
+        let journal = Journal::open(&db, &mut conn).unwrap().unwrap();
+        assert_eq!(journal.next_seq, 6);
+        let entry = crate::history::get(&conn, 4).unwrap().unwrap();
         assert_eq!(entry.event_json, records[2].event_json);
         assert_eq!(entry.at_ms, clock::unix_millis(records[2].at));
     }

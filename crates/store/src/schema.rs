@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Step `i` brings the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_STUDY_UID_INDEX];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_STUDY_UID_INDEX, V3_PENDING_WATERMARK];
 
 const V1_INITIAL: &str = r#"
 -- Searchable columns only; the event JSON lives in history_event so that scans and index
@@ -98,6 +98,16 @@ END;
 /// Viewers reopen by study instance UID more often than by accession.
 const V2_STUDY_UID_INDEX: &str = r#"
 CREATE INDEX history_study_uid ON history(study_uid);
+"#;
+
+/// The last line of the pending file (see `crate::journal`) whose record is in the database,
+/// moved in the same transaction as the rows: what a replay after a kill must skip.
+const V3_PENDING_WATERMARK: &str = r#"
+CREATE TABLE pending_watermark (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT INTO pending_watermark (id, seq) VALUES (1, 0);
 "#;
 
 /// The WAL's size once reset after a checkpoint, and the size past which the writer folds it

@@ -136,32 +136,6 @@ fn queued_records_are_committed_in_few_transactions() {
     assert_eq!(history_count(&store), 3000);
 }
 
-#[tokio::test]
-async fn a_history_record_dropped_on_a_full_queue_fails_the_next_history_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, options(2));
-    let writer = store.writer().unwrap();
-    let lock = WriteLock::take(&store);
-    let accepted = (0..20)
-        .filter(|&i| writer.record_history(record(i)))
-        .count();
-    let dropped = writer.stats().dropped;
-    assert!(
-        dropped > 0 && accepted < 20,
-        "the queue of 2 must have overflowed"
-    );
-    // The changes whose rows were dropped must not be answered as recorded.
-    match writer.flush_history().await {
-        Err(StoreError::WriteFailed { lost }) => assert_eq!(lost, dropped),
-        other => panic!("expected WriteFailed, got {other:?}"),
-    }
-    drop(lock);
-    writer.flush().await.unwrap();
-    // Said once: the next change is answered as usual.
-    assert!(writer.record_history(record(20)));
-    writer.flush_history().await.unwrap();
-}
-
 #[test]
 fn a_full_queue_drops_without_blocking_and_the_drop_is_audited() {
     let dir = tempfile::tempdir().unwrap();

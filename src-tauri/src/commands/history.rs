@@ -187,12 +187,15 @@ pub async fn history_reopen(
     })
     .await?;
     // The page lists history right after: let the new row be there.
-    recorder.on_record().await.map_err(|why| {
-        CommandError::new(
-            ErrorKind::Failed,
-            format!("The context was reopened, but it is not on record: {why}"),
-        )
-    })?;
+    recorder
+        .on_record(&reopened.event_id)
+        .await
+        .map_err(|why| {
+            CommandError::new(
+                ErrorKind::Failed,
+                format!("The context was reopened, but it is not on record: {why}"),
+            )
+        })?;
     Ok(reopened)
 }
 

@@ -14,7 +14,7 @@ mod routes;
 pub use database::{DAMAGED_REMEDY, database_path, open_store, query_all};
 pub use detail::{HistoryDetail, Outcome, OutcomeKind, detail};
 pub use export::{EXPORT_COLUMNS, export_csv};
-pub use record::record;
+pub use record::{Unqueued, record};
 pub use routes::query_from_params;
 pub(crate) use routes::require;
 
@@ -66,6 +66,8 @@ pub struct History {
     engine: Engine,
     topic: Arc<str>,
     when_unwritable: WhenUnwritable,
+    /// Changes whose history rows the writer's full queue refused.
+    unqueued: Arc<Unqueued>,
 }
 
 impl History {
@@ -78,7 +80,11 @@ impl History {
         let store = open_store(config)?;
         let writer = store.writer()?;
         let observer_writer = writer.clone();
-        engine.observe(Arc::new(move |event| record(&observer_writer, event)));
+        let unqueued = Arc::new(Unqueued::default());
+        let observer_unqueued = unqueued.clone();
+        engine.observe(Arc::new(move |event| {
+            record(&observer_writer, &observer_unqueued, event)
+        }));
         tracing::info!("history at {}", store.path().display());
         Ok(Arc::new(History {
             store,
@@ -86,6 +92,7 @@ impl History {
             engine: engine.clone(),
             topic,
             when_unwritable: config.history.when_unwritable,
+            unqueued,
         }))
     }
 
@@ -102,13 +109,19 @@ impl History {
         self.store.history(query)
     }
 
-    /// Waits until the history rows recorded so far are committed, or [`DURABLE_WAIT`] passes.
-    /// The acknowledgements recorded with them follow within [`lockstep_store::LINGER`].
-    /// `Err` says why the change is not on record (it stays queued, and is written once the
-    /// store can write); under `history.when_unwritable = "sync_without_history"` that is
-    /// logged and the change counts as answered.
-    pub async fn on_record(&self) -> Result<(), String> {
-        let why = match tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await {
+    /// Waits until the history rows recorded so far are safe from a crash or kill, or
+    /// [`DURABLE_WAIT`] passes; `event_id` names the change about to be answered. The
+    /// acknowledgements recorded with them follow within [`lockstep_store::LINGER`].
+    /// `Err` says why the change is not on record (its row stays queued and is written once
+    /// the store can write, or the full queue refused it); under
+    /// `history.when_unwritable = "sync_without_history"` that is logged and the change
+    /// counts as answered.
+    pub async fn on_record(&self, event_id: &str) -> Result<(), String> {
+        let flushed = tokio::time::timeout(DURABLE_WAIT, self.writer.flush_history()).await;
+        let why = match flushed {
+            _ if self.unqueued.take(event_id) => {
+                "its history row was dropped: the store's queue is full".to_owned()
+            }
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!(

@@ -3,9 +3,41 @@
 
 use lockstep_hub::{Delivery, EngineEvent, LinkEnd, LinkState};
 use lockstep_store::{AuditKind, AuditRecord, HistoryRecord, StoreWriter};
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+/// The changes whose history rows the writer's full queue refused (the writer counts and
+/// audits the drop), so that the request that made one is not answered as recorded. Only the
+/// newest are kept: a change no one answers (a bridge's) is never asked about.
+#[derive(Debug, Default)]
+pub struct Unqueued(Mutex<VecDeque<String>>);
+
+impl Unqueued {
+    const KEPT: usize = 1024;
+
+    fn note(&self, event_id: &str) {
+        let mut ids = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if ids.len() == Self::KEPT {
+            ids.pop_front();
+        }
+        ids.push_back(event_id.to_owned());
+    }
+
+    /// Whether `event_id`'s row was refused; forgets it.
+    pub fn take(&self, event_id: &str) -> bool {
+        let mut ids = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match ids.iter().position(|id| id == event_id) {
+            Some(at) => {
+                ids.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Records every engine event worth keeping; called synchronously by the engine.
-pub fn record(writer: &StoreWriter, event: &EngineEvent) {
+pub fn record(writer: &StoreWriter, unqueued: &Unqueued, event: &EngineEvent) {
     match event {
         EngineEvent::ContextChanged {
             topic,
@@ -21,7 +53,9 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
             if let Some(summary) = summary {
                 record = record.with_summary((**summary).clone());
             }
-            writer.record_history(record);
+            if !writer.record_history(record) {
+                unqueued.note(event_id);
+            }
         }
         EngineEvent::Delivery {
             subscriber,
@@ -114,5 +148,25 @@ pub fn record(writer: &StoreWriter, event: &EngineEvent) {
                 AuditRecord::new(AuditKind::ConfigChanged, "user", detail).topic(&**topic),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unqueued;
+
+    #[test]
+    fn a_refused_row_is_told_once_to_its_own_change_and_only_the_newest_are_kept() {
+        let unqueued = Unqueued::default();
+        unqueued.note("a");
+        unqueued.note("b");
+        assert!(!unqueued.take("c"), "a change whose row was queued");
+        assert!(unqueued.take("b"));
+        assert!(!unqueued.take("b"), "told once");
+        for n in 0..Unqueued::KEPT {
+            unqueued.note(&n.to_string());
+        }
+        assert!(!unqueued.take("a"), "the oldest went first");
+        assert!(unqueued.take(&(Unqueued::KEPT - 1).to_string()));
     }
 }

@@ -139,12 +139,16 @@ pub(super) async fn publish(
     change: ContextChange,
 ) -> Result<Response, Refusal> {
     let event = change.event.name;
+    let event_id: Arc<str> = change.id.as_str().into();
     state.engine.request(grant, change).await?;
-    tracing::info!(client = %grant.client_id, event, "context change accepted");
+    // Debug, not info: history and the audit trail hold every accepted change, and a line per
+    // change (formatted, written to standard error and the log file) would cost each answer
+    // two more writes.
+    tracing::debug!(client = %grant.client_id, event, "context change accepted");
     // Delivery has happened; the answer waits until the change is on record. A 2xx means
     // recorded: a change delivered but not on record is told so.
     if let Some(on_record) = &state.on_record
-        && let Err(why) = on_record().await
+        && let Err(why) = on_record(event_id).await
     {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,

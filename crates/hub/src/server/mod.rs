@@ -104,9 +104,9 @@ pub type OnToken = Arc<dyn Fn(&str, Result<&str, &str>) + Send + Sync>;
 /// the request's task: it must not block.
 pub type OnRefused = Arc<dyn Fn(&TokenGrant, u16, &str) + Send + Sync>;
 
-/// See [`HubState::on_record`].
+/// See [`HubState::on_record`]: told the answered change's event id.
 pub type OnRecord =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Arc<str>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 impl HubState {
     pub fn new(

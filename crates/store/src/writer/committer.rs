@@ -107,12 +107,22 @@ impl Committer {
         {
             let h = history.len().min(BATCH_MAX);
             let a = audit.len().min(BATCH_MAX - h);
-            if let Err(kept) = self.commit(shared, &history[..h], &audit[..a], attempt) {
+            let filed = h.min(journaled);
+            let watermark = shared
+                .journal
+                .as_ref()
+                .and_then(|j| j.lock().watermark_after(filed));
+            let batch = Batch {
+                history: &history[..h],
+                audit: &audit[..a],
+                watermark,
+            };
+            if let Err(kept) = self.commit(shared, batch, attempt) {
                 // Nothing of this batch was written: back to the front of the queue, in order.
                 return self.give_back(shared, history, audit, flushes, journaled, kept, attempt);
             }
             if let Some(journal) = &shared.journal {
-                journal.lock().committed(h.min(journaled));
+                journal.lock().committed(filed);
             }
             journaled = journaled.saturating_sub(h);
             history.drain(..h);
@@ -145,6 +155,9 @@ impl Committer {
         kept: Kept,
         attempt: Attempt,
     ) -> Committed {
+        // Under the pending file's lock, as every change to what leads the queue: a flush
+        // that read the queue before this must not set its count past what it saw.
+        let file = shared.journal.as_ref().map(|j| j.lock());
         let mut queue = shared.queue();
         history.append(&mut queue.history);
         audit.append(&mut queue.audit);
@@ -154,6 +167,7 @@ impl Committer {
         // of them are and the queue's own count follows, or the queue had none in the file.
         queue.journaled += journaled;
         queue.since.get_or_insert_with(Instant::now);
+        drop(file);
         match kept {
             Kept::Busy => {
                 queue.flushes.extend(flushes);
@@ -205,8 +219,7 @@ impl Committer {
     pub(super) fn commit(
         &mut self,
         shared: &Shared,
-        history: &[HistoryRecord],
-        audit: &[AuditRecord],
+        batch: Batch<'_>,
         attempt: Attempt,
     ) -> Result<(), Kept> {
         if attempt == Attempt::Patiently {
@@ -235,8 +248,8 @@ impl Committer {
                 ),
             ));
         }
-        let count = (history.len() + audit.len()) as u64;
-        let mut outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
+        let count = (batch.history.len() + batch.audit.len()) as u64;
+        let mut outcome = self.transaction(attempt, |conn| commit(conn, batch, &report));
         if let Err(e) = &outcome {
             if attempt.gives_back(e) {
                 return Err(Kept::Busy);
@@ -250,7 +263,7 @@ impl Committer {
             if attempt == Attempt::Patiently {
                 std::thread::sleep(RETRY_AFTER);
             }
-            outcome = self.transaction(attempt, |conn| commit(conn, history, audit, &report));
+            outcome = self.transaction(attempt, |conn| commit(conn, batch, &report));
         }
         match outcome {
             Ok(()) => {
@@ -358,7 +371,7 @@ impl Committer {
             ),
         );
         match self.transaction(attempt, |conn| {
-            commit(conn, &[], std::slice::from_ref(&record), &[])
+            commit(conn, Batch::audit(std::slice::from_ref(&record)), &[])
         }) {
             Ok(()) => self.committed(shared),
             Err(e) => {
@@ -370,20 +383,42 @@ impl Committer {
     }
 }
 
+/// What one transaction writes.
+#[derive(Clone, Copy)]
+pub(super) struct Batch<'a> {
+    pub(super) history: &'a [HistoryRecord],
+    pub(super) audit: &'a [AuditRecord],
+    /// The pending file's last line among `history`, if any is filed: the database's
+    /// watermark moves to it with the rows.
+    pub(super) watermark: Option<u64>,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn audit(audit: &'a [AuditRecord]) -> Self {
+        Batch {
+            history: &[],
+            audit,
+            watermark: None,
+        }
+    }
+}
+
 /// One transaction for the whole batch: all of it or none of it. `report` is the writer's own
 /// account of earlier failures, appended after the batch's audit rows.
 pub(super) fn commit(
     conn: &mut Connection,
-    history: &[HistoryRecord],
-    audit: &[AuditRecord],
+    batch: Batch<'_>,
     report: &[AuditRecord],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for record in history {
+    for record in batch.history {
         history::insert(&tx, record)?;
     }
-    if !audit.is_empty() {
-        audit::append(&tx, audit::coalesce_acknowledgements(audit).iter())?;
+    if let Some(seq) = batch.watermark {
+        crate::journal::set_watermark(&tx, seq)?;
+    }
+    if !batch.audit.is_empty() {
+        audit::append(&tx, audit::coalesce_acknowledgements(batch.audit).iter())?;
     }
     if !report.is_empty() {
         audit::append(&tx, report)?;

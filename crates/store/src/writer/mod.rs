@@ -141,9 +141,6 @@ struct Shared {
     counters: Counters,
     /// Lost records no flush has reported, as the thread left them.
     lost_unflushed: AtomicU64,
-    /// History records dropped on a full queue since a history flush last said so: the change
-    /// they record must not be answered as recorded.
-    history_dropped: AtomicU64,
     /// Why the store cannot write now; `None` while it can.
     problem: tokio::sync::watch::Sender<Option<WriteProblem>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -217,7 +214,6 @@ impl StoreWriter {
             overflow: Overflow::default(),
             counters: Counters::default(),
             lost_unflushed: AtomicU64::new(0),
-            history_dropped: AtomicU64::new(0),
             problem: tokio::sync::watch::channel(None).0,
             thread: Mutex::new(None),
         });
@@ -272,9 +268,6 @@ impl StoreWriter {
         if queue.len() >= shared.capacity {
             drop(queue);
             shared.counters.dropped();
-            if kind == RecordKind::History {
-                shared.history_dropped.fetch_add(1, Ordering::AcqRel);
-            }
             if shared.overflow.dropped(kind) {
                 tracing::error!(
                     "store queue is full; dropping records until the writer catches up \
@@ -373,13 +366,8 @@ impl StoreWriter {
     /// of this process: appended to the pending file (one write; the thread commits them
     /// within [`LINGER`]), or without one committed, as [`StoreWriter::flush`] does. Audit
     /// records queued before it are committed by the thread within [`LINGER`]. This is what
-    /// an answered context change waits for. Fails with [`StoreError::WriteFailed`] when a
-    /// history record was dropped on a full queue since the last such flush.
+    /// an answered context change waits for.
     pub async fn flush_history(&self) -> Result<(), StoreError> {
-        match self.shared.history_dropped.swap(0, Ordering::AcqRel) {
-            0 => {}
-            lost => return Err(StoreError::WriteFailed { lost }),
-        }
         if let Some(journal) = &self.shared.journal
             && let Some(filed) = self.to_journal(journal)
         {
@@ -392,7 +380,8 @@ impl StoreWriter {
     }
 
     /// Appends the history records not yet in the pending file to it. `None` while a commit
-    /// of history records outside the file is under way: the flush must wait for it.
+    /// of history records outside the file is under way, or when the file cannot be written
+    /// (the database may still take them): the flush must commit instead.
     fn to_journal(&self, journal: &parking_lot::Mutex<Journal>) -> Option<Result<(), StoreError>> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
@@ -411,30 +400,40 @@ impl StoreWriter {
         // write. Only holders of the file's lock move `journaled` or take history records.
         let upto = {
             let queue = shared.queue();
-            if let Err(problem) = journal.encode(&queue.history[queue.journaled..]) {
-                return Some(Err(StoreError::Unwritable(problem)));
-            }
+            journal.encode(&queue.history[queue.journaled..]).ok()?;
             queue.history.len()
         };
-        Some(match journal.write_encoded() {
+        match journal.write_encoded() {
             Ok(()) => {
                 shared.queue().journaled = upto;
-                Ok(())
+                Some(Ok(()))
             }
             Err(problem) => {
-                // The thread meets the same problem at its next commit, and keeps the account
-                // of it (the tray, the audit trail); it is woken for that now.
-                shared.queue().prompt = true;
-                shared.wake.notify_one();
-                Err(StoreError::Unwritable(problem))
+                tracing::warn!(
+                    "the history's pending file cannot be written ({problem}); answers wait for the database"
+                );
+                None
             }
-        })
+        }
     }
 
     /// Commits `take` in the calling thread if the connection is free within [`INLINE_WAIT`],
     /// the queue short and the database not locked by another process; `None` leaves the
     /// flush to the thread.
     fn flush_here(shared: &Shared, take: Take) -> Option<Result<(), StoreError>> {
+        Self::flush_inline(shared, take, true)
+    }
+
+    /// [`StoreWriter::flush_here`] without reporting (and so clearing) records lost earlier.
+    fn flush_here_keeping_lost(shared: &Shared, take: Take) -> Option<Result<(), StoreError>> {
+        Self::flush_inline(shared, take, false)
+    }
+
+    fn flush_inline(
+        shared: &Shared,
+        take: Take,
+        report_lost: bool,
+    ) -> Option<Result<(), StoreError>> {
         if shared.closed.load(Ordering::Acquire) {
             return Some(Err(StoreError::WriterStopped));
         }
@@ -450,6 +449,7 @@ impl StoreWriter {
             return None;
         }
         match connection.commit_queued(shared, take, Attempt::Once) {
+            Committed::Done if !report_lost => Some(Ok(())),
             Committed::Done => Some(flush_outcome(connection.take_lost())),
             Committed::GivenBack => None,
             Committed::Kept(problem) => Some(Err(StoreError::Unwritable(problem))),
@@ -524,7 +524,9 @@ impl WriterLink {
         if shared.journal.is_none() || shared.closed.load(Ordering::Acquire) {
             return;
         }
-        let _ = StoreWriter::flush_blocking_on(&shared, Take::History);
+        // Only where the connection is free now: the thread's answer would take the count of
+        // lost records a caller's flush must report.
+        let _ = StoreWriter::flush_here_keeping_lost(&shared, Take::History);
     }
 }
 

@@ -76,7 +76,7 @@ impl Counters {
 }
 
 /// Which queue a dropped record was meant for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(super) enum RecordKind {
     History,
     Audit,

@@ -210,7 +210,8 @@ impl Worker {
             connection.commit_queued(&self.shared, Take::All, Attempt::Patiently)
         {
             let mut queue = self.shared.queue();
-            lost = (queue.len()) as u64;
+            // Those in the pending file are not lost: the next open commits them.
+            lost = (queue.len() - queue.journaled) as u64;
             queue.history.clear();
             queue.journaled = 0;
             queue.audit.clear();
@@ -270,7 +271,11 @@ impl Worker {
                     );
                     let record = pruned_record(&report, &self.policy);
                     // A patient commit never hands the records back.
-                    let _ = connection.commit(&self.shared, &[], &[record], Attempt::Patiently);
+                    let _ = connection.commit(
+                        &self.shared,
+                        Batch::audit(std::slice::from_ref(&record)),
+                        Attempt::Patiently,
+                    );
                 }
                 for waiter in self.prune_waiters.drain(..) {
                     waiter.send(Ok(report.clone()));

@@ -227,7 +227,8 @@ impl Journal {
     /// Copies the lines after `from` to a fresh file, locked, that takes this one's place.
     fn keep_tail(&mut self, from: u64) -> std::io::Result<u64> {
         let mut tail = Vec::with_capacity((self.len - from) as usize);
-        let mut reader = File::open(&self.path)?;
+        // Through the locked handle: on Windows the lock keeps any other handle from reading.
+        let mut reader = &self.file;
         std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(from))?;
         reader.read_to_end(&mut tail)?;
         let mut fresh_path = self.path.clone().into_os_string();

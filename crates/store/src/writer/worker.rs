@@ -140,15 +140,10 @@ impl Worker {
             if committed != Committed::Done {
                 return;
             }
-            {
-                let queue = shared.queue();
-                if queue.len() == 0 && queue.flushes.is_empty() {
-                    return;
-                }
+            let queue = shared.queue();
+            if queue.len() == 0 && queue.flushes.is_empty() {
+                return;
             }
-            // Between batches, let whatever else is runnable go first: on two cores a run of
-            // batches would otherwise hold a core for milliseconds while apps wait to read.
-            std::thread::yield_now();
         }
     }
 

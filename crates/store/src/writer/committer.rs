@@ -88,7 +88,7 @@ impl Committer {
         let taken = {
             let mut file = journal.lock();
             let taken = take.take_from(&mut shared.queue());
-            file.unfiled_in_flight = taken.3 < taken.0.len();
+            file.unfiled_in_flight = taken.journaled < taken.history.len();
             taken
         };
         let committed = self.commit_taken(shared, taken, attempt);
@@ -97,7 +97,12 @@ impl Committer {
     }
 
     fn commit_taken(&mut self, shared: &Shared, taken: Taken, attempt: Attempt) -> Committed {
-        let (mut history, mut audit, flushes, mut journaled) = taken;
+        let Taken {
+            mut history,
+            mut audit,
+            flushes,
+            mut journaled,
+        } = taken;
         // Also with nothing queued, so that an earlier failure is reported: while the store
         // cannot write, that report is the write that finds out whether it can again.
         while !history.is_empty()
@@ -119,7 +124,13 @@ impl Committer {
             };
             if let Err(kept) = self.commit(shared, batch, attempt) {
                 // Nothing of this batch was written: back to the front of the queue, in order.
-                return self.give_back(shared, history, audit, flushes, journaled, kept, attempt);
+                let left = Taken {
+                    history,
+                    audit,
+                    flushes,
+                    journaled,
+                };
+                return self.give_back(shared, left, kept, attempt);
             }
             if let Some(journal) = &shared.journal {
                 journal.lock().committed(filed);
@@ -144,17 +155,19 @@ impl Committer {
 
     /// Puts records a commit could not write back at the front of the queue, in order, and
     /// answers or hands on the flushes taken with them.
-    #[allow(clippy::too_many_arguments)]
     fn give_back(
         &mut self,
         shared: &Shared,
-        mut history: Vec<HistoryRecord>,
-        mut audit: Vec<AuditRecord>,
-        flushes: Vec<FlushReply>,
-        journaled: usize,
+        left: Taken,
         kept: Kept,
         attempt: Attempt,
     ) -> Committed {
+        let Taken {
+            mut history,
+            mut audit,
+            flushes,
+            journaled,
+        } = left;
         // Under the pending file's lock, as every change to what leads the queue: a flush
         // that read the queue before this must not set its count past what it saw.
         let file = shared.journal.as_ref().map(|j| j.lock());
@@ -195,14 +208,6 @@ impl Committer {
                 Committed::Kept(problem)
             }
         }
-    }
-
-    /// The store cannot write because of `problem`: an episode begins, or goes on.
-    fn note_unwritable(&mut self, shared: &Shared, problem: WriteProblem) {
-        self.unwritable
-            .get_or_insert_with(|| Unwritable::since_now(problem))
-            .problem = problem;
-        shared.set_problem(Some(problem));
     }
 
     /// What the next flush reports: whether records were lost since the last report.
@@ -256,7 +261,10 @@ impl Committer {
             }
             if let Some(problem) = WriteProblem::of(e) {
                 tracing::debug!(error = %e, records = count, "store commit failed; kept for later");
-                self.note_unwritable(shared, problem);
+                self.unwritable
+                    .get_or_insert_with(|| Unwritable::since_now(problem))
+                    .problem = problem;
+                shared.set_problem(Some(problem));
                 return Err(Kept::Unwritable(problem));
             }
             tracing::warn!(error = %e, records = count, "store commit failed; retrying once");

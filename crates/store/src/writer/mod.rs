@@ -24,10 +24,10 @@
 //! keeps them through a crash or kill of Lockstep; this is what a flush waits for. What an
 //! answered context change promises, the same, is met sooner: [`StoreWriter::flush_history`]
 //! appends its row to the pending file beside the database (`crate::journal`), one write, and
-//! the thread commits it with the rest within [`LINGER`]. The WAL then reaches the disk, and so survives a power
-//! cut, within [`SYNC_WITHIN`] of the commit, synced by the thread while no one waits for it:
-//! an fsync in front of every answer would cap the hub at the disk's sync rate (see
-//! `docs/performance.md`).
+//! the thread commits it with the rest within [`LINGER`]. The WAL then reaches the disk, and
+//! so survives a power cut, within [`SYNC_WITHIN`] of the commit, synced by the thread while
+//! no one waits for it: an fsync in front of every answer would cap the hub at the disk's
+//! sync rate (see `docs/performance.md`).
 
 mod committer;
 mod queue;

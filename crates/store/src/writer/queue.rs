@@ -82,9 +82,15 @@ pub(super) enum Take {
     Batch,
 }
 
-/// What a commit took: history records, audit records, the flushes answered with them, and
-/// how many of the history records, from the front, are in the pending file.
-pub(super) type Taken = (Vec<HistoryRecord>, Vec<AuditRecord>, Vec<FlushReply>, usize);
+/// What a commit took from the queue.
+pub(super) struct Taken {
+    pub(super) history: Vec<HistoryRecord>,
+    pub(super) audit: Vec<AuditRecord>,
+    /// The flushes answered once these are committed.
+    pub(super) flushes: Vec<FlushReply>,
+    /// How many of `history`, from the front, are in the pending file.
+    pub(super) journaled: usize,
+}
 
 impl Take {
     pub(super) fn take_from(self, queue: &mut Queue) -> Taken {
@@ -116,6 +122,11 @@ impl Take {
             Take::Batch if emptied => std::mem::take(&mut queue.flushes),
             _ => Vec::new(),
         };
-        (history, audit, flushes, journaled)
+        Taken {
+            history,
+            audit,
+            flushes,
+            journaled,
+        }
     }
 }
